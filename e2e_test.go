@@ -1,0 +1,309 @@
+package minttl
+
+// End-to-end tests: the real ./coredns (make coredns) with real Corefiles,
+// queried with real dig over UDP and TCP from several loopback source addresses.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// coreDNS is a running ./coredns; t.Cleanup stops it.
+type coreDNS struct {
+	ports map[string]string
+	out   *strings.Builder
+}
+
+func requireTools(t *testing.T) (coredns, dig string) {
+	t.Helper()
+	coredns, err := filepath.Abs("coredns")
+	if err == nil {
+		_, err = os.Stat(coredns)
+	}
+	if err != nil {
+		t.Fatalf("./coredns is missing (build it with make coredns): %v", err)
+	}
+	if dig, err = exec.LookPath("dig"); err != nil {
+		t.Fatalf("dig is missing (apt-get install bind9-dnsutils): %v", err)
+	}
+	return coredns, dig
+}
+
+// freePort returns a loopback port that is free for both UDP and TCP.
+func freePort(t *testing.T) string {
+	t.Helper()
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return fmt.Sprint(port)
+		}
+	}
+	t.Fatal("no free loopback port")
+	return ""
+}
+
+// corefile fills in a Corefile from testdata/e2e: ZONE and a fresh port for every other placeholder.
+func corefile(t *testing.T, name string, placeholders ...string) (string, map[string]string) {
+	t.Helper()
+	text, err := os.ReadFile(filepath.Join("testdata", "e2e", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zone, err := filepath.Abs(filepath.Join("testdata", "cluster.local.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := map[string]string{}
+	s := strings.ReplaceAll(string(text), "ZONE", zone)
+	for _, p := range placeholders {
+		ports[p] = freePort(t)
+		s = strings.ReplaceAll(s, p, ports[p])
+	}
+	path := filepath.Join(t.TempDir(), "Corefile")
+	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, ports
+}
+
+func startCoreDNS(t *testing.T, name string, placeholders ...string) *coreDNS {
+	t.Helper()
+	binary, _ := requireTools(t)
+	path, ports := corefile(t, name, placeholders...)
+	out := &strings.Builder{}
+	cmd := exec.Command(binary, "-conf", path)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	for _, p := range placeholders {
+		if p != "METRICS" {
+			waitForServer(t, "127.0.0.1:"+ports[p], exited, out)
+		}
+	}
+	return &coreDNS{ports: ports, out: out}
+}
+
+func waitForServer(t *testing.T, addr string, exited chan error, out *strings.Builder) {
+	t.Helper()
+	c := &dns.Client{Timeout: 200 * time.Millisecond}
+	q := new(dns.Msg)
+	q.SetQuestion("cluster.local.", dns.TypeSOA)
+	for range 100 {
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("coredns exited (%v):\n%s", err, out)
+		default:
+		}
+		if _, _, err := c.Exchange(q, addr); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("coredns does not answer on %s:\n%s", addr, out)
+}
+
+// dig runs dig against port from source address 127.0.0.<client> and returns
+// the records of the sections it printed.
+func digRRs(t *testing.T, port string, client int, args ...string) []dns.RR {
+	t.Helper()
+	var rrs []dns.RR
+	for _, line := range strings.Split(digOutput(t, port, client, append([]string{"+noall", "+answer", "+authority", "+additional"}, args...)...), "\n") {
+		if line = strings.TrimSpace(line); line == "" || strings.HasPrefix(line, ";") {
+			continue
+		}
+		rr, err := dns.NewRR(line)
+		if err != nil {
+			t.Fatalf("dig printed %q: %v", line, err)
+		}
+		rrs = append(rrs, rr)
+	}
+	if len(rrs) == 0 {
+		t.Fatalf("dig %v: no records", args)
+	}
+	return rrs
+}
+
+func digOutput(t *testing.T, port string, client int, args ...string) string {
+	t.Helper()
+	_, dig := requireTools(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	all := append([]string{"@127.0.0.1", "-p", port, "-b", fmt.Sprintf("127.0.0.%d", client), "+tries=1", "+time=2"}, args...)
+	out, err := exec.CommandContext(ctx, dig, all...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("dig %v: %v\n%s", all, err, out)
+	}
+	return string(out)
+}
+
+// oneTTLPerRRset checks RFC 2181 §5.2 and returns the RRsets' TTLs by name and type.
+func oneTTLPerRRset(t *testing.T, rrs []dns.RR) map[string]uint32 {
+	t.Helper()
+	sets := map[string]uint32{}
+	for _, rr := range rrs {
+		k := strings.ToLower(rr.Header().Name) + " " + dns.TypeToString[rr.Header().Rrtype]
+		if ttl, ok := sets[k]; ok && ttl != rr.Header().Ttl {
+			t.Errorf("RRset %s left with TTLs %d and %d", k, ttl, rr.Header().Ttl)
+		}
+		sets[k] = rr.Header().Ttl
+	}
+	return sets
+}
+
+func TestE2EContract(t *testing.T) {
+	s := startCoreDNS(t, "Corefile", "PORT", "CONTROL", "DIRECT", "METRICS")
+	port := s.ports["PORT"]
+
+	// Clients asking in the same second get different TTLs only if minttl sees
+	// cache's hits: below cache, all would share the cached item's TTL.
+	bySecond := map[int64]map[uint32]bool{}
+	for client := 10; client < 30; client++ {
+		for _, transport := range []string{"+notcp", "+tcp"} {
+			second := time.Now().Unix()
+			rrs := digRRs(t, port, client, transport, "SRV", srvName)
+			if bySecond[second] == nil {
+				bySecond[second] = map[uint32]bool{}
+			}
+			for set, ttl := range oneTTLPerRRset(t, rrs) {
+				if ttl < 30 || ttl > 36 {
+					t.Errorf("client %d %s: %s has TTL %d, want 30..36", client, transport, set, ttl)
+				}
+				bySecond[second][ttl] = true
+			}
+		}
+	}
+	spread := 0
+	for _, seen := range bySecond {
+		spread = max(spread, len(seen))
+	}
+	if spread < 2 {
+		t.Errorf("clients asking in the same second all got one TTL %v: no spread", bySecond)
+	}
+
+	t.Run("control without minttl decays", func(t *testing.T) {
+		first := digRRs(t, s.ports["CONTROL"], 10, "SRV", srvName)[0].Header().Ttl
+		time.Sleep(1200 * time.Millisecond)
+		then := digRRs(t, s.ports["CONTROL"], 10, "SRV", srvName)[0].Header().Ttl
+		if first > 5 || then >= 5 {
+			t.Errorf("control TTLs %d then %d, want cache's decaying TTLs below 5", first, then)
+		}
+		raised := digRRs(t, port, 10, "SRV", srvName)[0].Header().Ttl
+		if raised < 30 {
+			t.Errorf("minttl server handed out %d while the control decays", raised)
+		}
+	})
+
+	t.Run("out of scope untouched", func(t *testing.T) {
+		for _, transport := range []string{"+notcp", "+tcp"} {
+			if ttl := digRRs(t, port, 11, transport, "A", "web.default.svc.cluster.local.")[0].Header().Ttl; ttl > 5 {
+				t.Errorf("%s: out-of-scope name got TTL %d, want the zone's decaying 5", transport, ttl)
+			}
+		}
+	})
+
+	t.Run("at or above the floor untouched", func(t *testing.T) {
+		if ttl := digRRs(t, s.ports["DIRECT"], 12, "A", "stable.linkerd.svc.cluster.local.")[0].Header().Ttl; ttl != 300 {
+			t.Errorf("TTL 300 came back as %d", ttl)
+		}
+	})
+
+	t.Run("negative answers untouched by default", func(t *testing.T) {
+		for _, name := range []string{"nope.linkerd.svc.cluster.local.", srvName} {
+			qtype := map[bool]string{true: "A", false: "TXT"}[name != srvName]
+			rrs := digRRs(t, s.ports["DIRECT"], 13, qtype, name)
+			if soa, ok := rrs[0].(*dns.SOA); !ok || soa.Hdr.Ttl > 5 {
+				t.Errorf("%s %s: authority %v, want the SOA with its TTL of 5", qtype, name, rrs[0])
+			}
+		}
+	})
+
+	t.Run("EDNS DO bit intact", func(t *testing.T) {
+		out := digOutput(t, port, 14, "+dnssec", "SRV", srvName)
+		if !strings.Contains(out, "; EDNS: version: 0, flags: do;") {
+			t.Errorf("DO bit lost:\n%s", out)
+		}
+		if !strings.Contains(out, "\t3") { // the raised TTLs are 30..36
+			t.Errorf("TTLs not raised with +dnssec:\n%s", out)
+		}
+	})
+
+	t.Run("metrics", func(t *testing.T) {
+		resp, err := http.Get("http://127.0.0.1:" + s.ports["METRICS"] + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		server := fmt.Sprintf(`server="dns://127.0.0.1:%s"`, port)
+		for _, want := range []string{
+			`coredns_minttl_raised_records_total{` + server + `,type="SRV",zone="linkerd.svc.cluster.local."}`,
+			`coredns_minttl_raised_records_total{` + server + `,type="A",zone="linkerd.svc.cluster.local."}`,
+			`coredns_minttl_raised_responses_total{` + server + `,zone="linkerd.svc.cluster.local."}`,
+		} {
+			if !strings.Contains(string(body), want) {
+				t.Errorf("metrics lack %s", want)
+			}
+		}
+	})
+}
+
+func TestE2EReplicasAgree(t *testing.T) {
+	a := startCoreDNS(t, "replica.Corefile", "PORT")
+	b := startCoreDNS(t, "replica.Corefile", "PORT")
+	for client := 40; client < 45; client++ {
+		for attempt := 0; ; attempt++ {
+			second := time.Now().Unix()
+			ta := digRRs(t, a.ports["PORT"], client, "SRV", srvName)[0].Header().Ttl
+			tb := digRRs(t, b.ports["PORT"], client, "SRV", srvName)[0].Header().Ttl
+			if time.Now().Unix() != second && attempt < 5 {
+				continue // the clock ticked between the two queries: jitter may differ by design
+			}
+			if ta != tb || ta < 30 {
+				t.Errorf("client 127.0.0.%d: replica TTLs %d and %d, want one raised TTL", client, ta, tb)
+			}
+			break
+		}
+	}
+}
+
+func TestE2EBadCorefileRefusesToStart(t *testing.T) {
+	binary, _ := requireTools(t)
+	path, _ := corefile(t, "bad.Corefile", "PORT")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binary, "-conf", path).CombinedOutput()
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("coredns with a bad Corefile: err %v, want a non-zero exit\n%s", err, out)
+	}
+	for _, want := range []string{"plugin/minttl", path + ":5", `floor "0s" out of range`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -1,0 +1,85 @@
+package minttl
+
+import (
+	"math/bits"
+	"net"
+)
+
+// TTLs are whole seconds, so clients that start in the same instant and are
+// handed the same TTL stay in lockstep for good, and a random or per-client
+// constant jitter only loosens the herd slowly (a random walk). minttl instead
+// gives every (client, name) pair a slot on a ring as long as one refresh cycle
+// (floor + jitter/2 seconds) and picks the jitter that moves the client's next
+// refresh toward its slot, by at most jitter/2 seconds a cycle. Clients that
+// start together fan out within a few cycles and then stay evenly spread, each
+// refreshing once a cycle; the mean TTL stays floor + jitter/2.
+//
+// Slots come from Fibonacci hashing: consecutive keys (pod IPs handed out in
+// order) land as evenly on the ring as possible, and unrelated keys land like
+// any hash would.
+
+// golden is 2^64 divided by the golden ratio.
+const golden = 0x9E3779B97F4A7C15
+
+// jitterFor returns the seconds to add to base for the client key at now (Unix seconds).
+func jitterFor(key uint64, now int64, base, jitter uint32) uint32 {
+	if jitter == 0 {
+		return 0
+	}
+	half := int64(jitter / 2)
+	cycle := int64(base) + half
+	slot, _ := bits.Mul64(key*golden, uint64(cycle))
+	// With j = half the next refresh lands at now + cycle, the same point of the
+	// ring as now; d is how far the slot is from there.
+	d := (int64(slot) - now%cycle + cycle) % cycle
+	if half > 0 && d > cycle/2 {
+		d -= cycle
+	}
+	move := min(max(d, -half), int64(jitter)-half)
+	return uint32(half + move)
+}
+
+// clientKey folds the client's address and the query name into one key. It
+// takes the address from the net.Addr's concrete type, which allocates nothing.
+func clientKey(addr net.Addr, qname string) uint64 {
+	var ip net.IP
+	switch a := addr.(type) {
+	case *net.UDPAddr:
+		ip = a.IP
+	case *net.TCPAddr:
+		ip = a.IP
+	}
+	return addressKey(ip) + nameKey(qname)
+}
+
+// addressKey keeps neighbouring addresses neighbouring keys, so that Fibonacci
+// hashing spreads them evenly.
+func addressKey(ip net.IP) uint64 {
+	if v4 := ip.To4(); v4 != nil {
+		return uint64(v4[0])<<24 | uint64(v4[1])<<16 | uint64(v4[2])<<8 | uint64(v4[3])
+	}
+	if len(ip) != net.IPv6len {
+		return 0
+	}
+	var hi, lo uint64
+	for i := range 8 {
+		hi = hi<<8 | uint64(ip[i])
+		lo = lo<<8 | uint64(ip[8+i])
+	}
+	return hi ^ lo
+}
+
+// nameKey is FNV-1a over the lower-cased name, so 0x20-randomized queries
+// share a slot.
+func nameKey(name string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
+}

@@ -1,0 +1,53 @@
+// Package minttl is a CoreDNS plugin that raises decayed TTLs in outgoing answers
+// to a floor plus a per-client jitter, so that clients which re-resolve when a
+// TTL runs out stop doing so in synchronized storms.
+package minttl
+
+import (
+	"context"
+	"time"
+
+	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/metrics"
+
+	"github.com/miekg/dns"
+)
+
+// MinTTL is the plugin handler. Its fields are set by setup and never change
+// while serving, so the hot path reads them without locks.
+type MinTTL struct {
+	Next  plugin.Handler
+	Zones []string
+
+	// Floor is the TTL, in seconds, below which a record in a positive answer is raised.
+	Floor uint32
+	// Jitter is the largest number of seconds added on top of the floor.
+	Jitter uint32
+	// Types limits raising to these RR types; empty means every type.
+	Types []uint16
+	// Negative is the floor for the SOA of NXDOMAIN and NODATA answers; 0 leaves them alone.
+	Negative uint32
+
+	// now is the clock; tests pin it.
+	now func() time.Time
+}
+
+// ServeDNS implements the plugin.Handler interface.
+func (m *MinTTL) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	if r.Opcode != dns.OpcodeQuery || len(r.Question) != 1 {
+		return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
+	}
+	q := r.Question[0]
+	if q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR {
+		return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
+	}
+	zone := plugin.Zones(m.Zones).Matches(q.Name)
+	if zone == "" {
+		return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
+	}
+	rw := &ResponseWriter{ResponseWriter: w, MinTTL: m, server: metrics.WithServer(ctx), zone: zone, qname: q.Name}
+	return plugin.NextOrFailure(m.Name(), m.Next, ctx, rw, r)
+}
+
+// Name implements the plugin.Handler interface.
+func (m *MinTTL) Name() string { return "minttl" }

@@ -1,0 +1,185 @@
+package minttl
+
+import (
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/plugin"
+
+	"github.com/miekg/dns"
+)
+
+func init() { plugin.Register("minttl", setup) }
+
+const (
+	defaultFloor  = 30
+	defaultJitter = "20%"
+	minFloor      = 1
+	maxFloor      = 24 * 60 * 60
+	maxTTL        = math.MaxInt32 // RFC 2181 §8
+)
+
+func setup(c *caddy.Controller) error {
+	m, err := parse(c)
+	if err != nil {
+		return plugin.Error("minttl", err)
+	}
+	dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler {
+		m.Next = next
+		return m
+	})
+	return nil
+}
+
+func parse(c *caddy.Controller) (*MinTTL, error) {
+	m := &MinTTL{Floor: defaultFloor, now: time.Now}
+	jitter, negative := defaultJitter, false
+	for i := 0; c.Next(); i++ {
+		if i > 0 {
+			return nil, c.Err("minttl can only be used once per server block")
+		}
+		m.Zones = plugin.OriginsFromArgsOrServerBlock(c.RemainingArgs(), c.ServerBlockKeys)
+		seen := map[string]bool{}
+		for c.NextBlock() {
+			property := c.Val()
+			if seen[property] {
+				return nil, c.Errf("property %q given twice", property)
+			}
+			seen[property] = true
+			var err error
+			switch property {
+			case "floor":
+				m.Floor, err = floorArg(c, "floor")
+			case "jitter":
+				jitter, err = oneArg(c)
+			case "types":
+				m.Types, err = typesArgs(c)
+			case "negative":
+				negative = true
+				m.Negative, err = negativeArg(c)
+			default:
+				return nil, c.Errf("unknown property %q", property)
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	if negative && m.Negative == 0 {
+		m.Negative = m.Floor
+	}
+	var err error
+	if m.Jitter, err = jitterSeconds(c, jitter, m.Floor); err != nil {
+		return nil, err
+	}
+	if uint64(max(m.Floor, m.Negative))+uint64(m.Jitter) > maxTTL {
+		return nil, c.Errf("floor + jitter is %d s, above the largest TTL (%d s)", uint64(max(m.Floor, m.Negative))+uint64(m.Jitter), maxTTL)
+	}
+	return m, nil
+}
+
+func oneArg(c *caddy.Controller) (string, error) {
+	args := c.RemainingArgs()
+	if len(args) != 1 {
+		return "", c.ArgErr()
+	}
+	return args[0], nil
+}
+
+func floorArg(c *caddy.Controller, name string) (uint32, error) {
+	arg, err := oneArg(c)
+	if err != nil {
+		return 0, err
+	}
+	return floorSeconds(c, name, arg)
+}
+
+func negativeArg(c *caddy.Controller) (uint32, error) {
+	args := c.RemainingArgs()
+	switch len(args) {
+	case 0:
+		return 0, nil // the floor, once it is known
+	case 1:
+		return floorSeconds(c, "negative", args[0])
+	}
+	return 0, c.ArgErr()
+}
+
+func floorSeconds(c *caddy.Controller, name, arg string) (uint32, error) {
+	s, err := seconds(c, arg)
+	if err != nil {
+		return 0, err
+	}
+	if s < minFloor || s > maxFloor {
+		return 0, c.Errf("%s %q out of range: must be between 1s and 24h", name, arg)
+	}
+	return uint32(s), nil
+}
+
+// seconds parses a Go duration ("30s", "2m") or plain seconds ("30") into
+// whole seconds, since TTLs have no finer unit.
+func seconds(c *caddy.Controller, arg string) (uint64, error) {
+	if s, err := strconv.ParseInt(arg, 10, 64); err == nil {
+		if s < 0 {
+			return 0, c.Errf("negative duration %q", arg)
+		}
+		return uint64(s), nil
+	}
+	d, err := time.ParseDuration(arg)
+	if err != nil {
+		return 0, c.Errf("invalid duration %q", arg)
+	}
+	if d < 0 {
+		return 0, c.Errf("negative duration %q", arg)
+	}
+	if d%time.Second != 0 {
+		return 0, c.Errf("duration %q is not a whole number of seconds", arg)
+	}
+	return uint64(d / time.Second), nil
+}
+
+// jitterSeconds resolves a percentage of the floor or a duration.
+func jitterSeconds(c *caddy.Controller, arg string, floor uint32) (uint32, error) {
+	if pct, ok := strings.CutSuffix(arg, "%"); ok {
+		p, err := strconv.ParseFloat(pct, 64)
+		if err != nil || math.IsNaN(p) {
+			return 0, c.Errf("invalid jitter %q", arg)
+		}
+		if p < 0 || p > 100 {
+			return 0, c.Errf("jitter %q out of range: must be between 0%% and 100%%", arg)
+		}
+		return uint32(float64(floor) * p / 100), nil
+	}
+	s, err := seconds(c, arg)
+	if err != nil {
+		return 0, err
+	}
+	if s > maxTTL {
+		return 0, c.Errf("jitter %q above the largest TTL (%d s)", arg, maxTTL)
+	}
+	return uint32(s), nil
+}
+
+func typesArgs(c *caddy.Controller) ([]uint16, error) {
+	args := c.RemainingArgs()
+	if len(args) == 0 {
+		return nil, c.ArgErr()
+	}
+	types := make([]uint16, 0, len(args))
+	for _, a := range args {
+		t, ok := dns.StringToType[strings.ToUpper(a)]
+		if !ok {
+			return nil, c.Errf("unknown type %q", a)
+		}
+		switch t {
+		case dns.TypeOPT, dns.TypeTSIG, dns.TypeSIG, dns.TypeRRSIG:
+			return nil, c.Errf("type %q is never raised on its own", a)
+		}
+		types = append(types, t)
+	}
+	return types, nil
+}
