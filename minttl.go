@@ -5,6 +5,7 @@ package minttl
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/coredns/coredns/plugin"
@@ -41,7 +42,7 @@ func (m *MinTTL) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg)
 	if q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR {
 		return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
 	}
-	zone := plugin.Zones(m.Zones).Matches(q.Name)
+	zone := matchZone(m.Zones, q.Name)
 	if zone == "" {
 		return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
 	}
@@ -51,3 +52,39 @@ func (m *MinTTL) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg)
 
 // Name implements the plugin.Handler interface.
 func (m *MinTTL) Name() string { return "minttl" }
+
+// matchZone returns the longest of zones that holds qname, or "". It is
+// plugin.Zones.Matches without the allocations of dns.IsSubDomain: zones are
+// lower-cased and fully qualified by setup, so a case-insensitive suffix match
+// on a label boundary decides.
+func matchZone(zones []string, qname string) string {
+	zone := ""
+	for _, z := range zones {
+		if len(z) > len(zone) && inZone(qname, z) {
+			zone = z
+		}
+	}
+	return zone
+}
+
+func inZone(qname, zone string) bool {
+	if zone == "." {
+		return true
+	}
+	cut := len(qname) - len(zone)
+	if cut < 0 || !strings.EqualFold(qname[cut:], zone) {
+		return false
+	}
+	if cut == 0 {
+		return true
+	}
+	if qname[cut-1] != '.' {
+		return false
+	}
+	// The dot ends a label only if it is not escaped (an odd run of backslashes).
+	backslashes := 0
+	for i := cut - 2; i >= 0 && qname[i] == '\\'; i-- {
+		backslashes++
+	}
+	return backslashes%2 == 0
+}

@@ -448,3 +448,19 @@ func TestPluginCfgExample(t *testing.T) {
 		t.Errorf("upstream CoreDNS does not list %s directly above %s: %v", above, below, dnsserver.Directives)
 	}
 }
+
+func TestMatchZoneAgreesWithPluginZones(t *testing.T) {
+	zones := []string{"example.org.", "sub.example.org.", "linkerd.svc.cluster.local."}
+	for _, qname := range []string{
+		"example.org.", "EXAMPLE.org.", "a.example.org.", "badexample.org.", "a.sub.example.org.",
+		"sub.example.org.", "org.", ".", "a\\.example.org.", "a\\\\.example.org.", "xlinkerd.svc.cluster.local.",
+		srvName, "LINKERD-POLICY.Linkerd.SVC.cluster.local.", "local.",
+	} {
+		if got, want := matchZone(zones, qname), plugin.Zones(zones).Matches(qname); got != want {
+			t.Errorf("%q: matchZone %q, plugin.Zones.Matches %q", qname, got, want)
+		}
+	}
+	if got := matchZone([]string{"."}, "anything.example."); got != "." {
+		t.Errorf("root zone: %q", got)
+	}
+}

@@ -138,9 +138,7 @@ func raiseSection(rrs []dns.RR, sc scope, target uint32, n *counts) []dns.RR {
 			out, copied = make([]dns.RR, len(rrs)), true
 			copy(out, rrs)
 		}
-		c := dns.Copy(rr)
-		c.Header().Ttl = next
-		out[i] = c
+		out[i] = withTTL(rr, next)
 		n.add(rr.Header().Rrtype)
 	}
 	return out
@@ -185,3 +183,41 @@ func rrsetTTL(rrs []dns.RR, i int, t uint16, sc scope, target uint32) uint32 {
 }
 
 func sameName(a, b string) bool { return a == b || strings.EqualFold(a, b) }
+
+// withTTL returns a copy of rr carrying ttl. Only the header changes, so the
+// usual types are copied shallowly: their rdata (IP slices, strings) is shared
+// with rr and never written. Other types get a deep copy.
+func withTTL(rr dns.RR, ttl uint32) dns.RR {
+	var c dns.RR
+	switch r := rr.(type) {
+	case *dns.A:
+		c = shallow(r)
+	case *dns.AAAA:
+		c = shallow(r)
+	case *dns.SRV:
+		c = shallow(r)
+	case *dns.CNAME:
+		c = shallow(r)
+	case *dns.PTR:
+		c = shallow(r)
+	case *dns.NS:
+		c = shallow(r)
+	case *dns.MX:
+		c = shallow(r)
+	case *dns.TXT:
+		c = shallow(r)
+	case *dns.SOA:
+		c = shallow(r)
+	case *dns.RRSIG:
+		c = shallow(r)
+	default:
+		c = dns.Copy(rr)
+	}
+	c.Header().Ttl = ttl
+	return c
+}
+
+func shallow[T any](r *T) *T {
+	c := *r
+	return &c
+}
