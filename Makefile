@@ -4,7 +4,7 @@
 GO ?= go
 # The directive minttl is listed above in plugin.cfg.example.
 ABOVE := $(shell awk -F: '/^minttl:/ {getline; print $$1; exit}' plugin.cfg.example)
-SOURCES := $(shell find . -name '*.go' -not -path './results/*') go.mod go.sum plugin.cfg.example
+SOURCES := $(wildcard *.go cmd/coredns/*.go) go.mod go.sum plugin.cfg.example
 
 .PHONY: run test bench storm clean
 
@@ -18,6 +18,10 @@ run: coredns
 test: coredns
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+
+# The storm lab: 8 scenarios side by side for 5 minutes. More: make storm STORM_FLAGS="-stagger 30s -out results/storm-staggered"
+storm: coredns
+	$(GO) run ./cmd/stormlab $(STORM_FLAGS)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem .

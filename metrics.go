@@ -1,6 +1,9 @@
 package minttl
 
 import (
+	"sync"
+	"sync/atomic"
+
 	"github.com/coredns/coredns/plugin"
 
 	"github.com/miekg/dns"
@@ -60,16 +63,59 @@ func (n *counts) add(t uint16) {
 }
 
 func (w *ResponseWriter) report(n *counts) {
-	raisedResponses.WithLabelValues(w.server, w.zone).Inc()
+	counter(raisedResponses, w.server, w.zone, 0).Inc()
 	if n.zero > 0 {
-		zeroTTLRecords.WithLabelValues(w.server, w.zone).Add(float64(n.zero))
+		counter(zeroTTLRecords, w.server, w.zone, 0).Add(float64(n.zero))
 	}
 	for i := range n.used {
-		raisedRecords.WithLabelValues(w.server, w.zone, typeName(n.types[i])).Add(float64(n.raised[i]))
+		counter(raisedRecords, w.server, w.zone, n.types[i]).Add(float64(n.raised[i]))
 	}
 	for t, c := range n.other {
-		raisedRecords.WithLabelValues(w.server, w.zone, typeName(t)).Add(float64(c))
+		counter(raisedRecords, w.server, w.zone, t).Add(float64(c))
 	}
+}
+
+// Looking a counter up in a CounterVec hashes the label values and takes a
+// read lock on every call. The label values a server sees are few and fixed,
+// so counters are resolved once and kept in a map that is replaced, never
+// changed: the hot path reads it without a lock.
+type counterKey struct {
+	vec          *prometheus.CounterVec
+	server, zone string
+	rrtype       uint16 // raisedRecords only
+}
+
+var (
+	counters   atomic.Pointer[map[counterKey]prometheus.Counter]
+	countersMu sync.Mutex // serializes the slow path, when a new counter is resolved
+)
+
+func counter(vec *prometheus.CounterVec, server, zone string, rrtype uint16) prometheus.Counter {
+	key := counterKey{vec, server, zone, rrtype}
+	if m := counters.Load(); m != nil {
+		if c, ok := (*m)[key]; ok {
+			return c
+		}
+	}
+	countersMu.Lock()
+	defer countersMu.Unlock()
+	old := counters.Load()
+	next := make(map[counterKey]prometheus.Counter)
+	if old != nil {
+		if c, ok := (*old)[key]; ok {
+			return c
+		}
+		for k, c := range *old {
+			next[k] = c
+		}
+	}
+	labels := []string{server, zone}
+	if vec == raisedRecords {
+		labels = append(labels, typeName(rrtype))
+	}
+	next[key] = vec.WithLabelValues(labels...)
+	counters.Store(&next)
+	return next[key]
 }
 
 func typeName(t uint16) string {

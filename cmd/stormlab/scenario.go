@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// scenarios maps a scenario's name to its Corefile under testdata/storm, and
+// says what it is for the table.
+var scenarios = []struct{ name, corefile, describe string }{
+	{"cache", "cache.Corefile", "`cache 30` alone"},
+	{"serve_stale", "serve_stale.Corefile", "`cache 30 { serve_stale }`"},
+	{"keepttl", "keepttl.Corefile", "`cache 30 { keepttl }`"},
+	{"rewrite", "rewrite.Corefile", "`rewrite ttl ... 30-` + `cache 30`"},
+	{"minttl", "minttl.Corefile", "`minttl` + `cache 30`"},
+	{"minttl_serve_stale", "minttl_serve_stale.Corefile", "`minttl` + `cache 30 { serve_stale }`"},
+	{"unbound", "cache.Corefile", "unbound `cache-min-ttl: 30` → `cache 30`"},
+	{"dnsmasq", "cache.Corefile", "dnsmasq `--min-cache-ttl=30` → `cache 30`"},
+}
+
+func allScenarios() []string {
+	var names []string
+	for _, s := range scenarios {
+		names = append(names, s.name)
+	}
+	return names
+}
+
+// server is what the simulated proxies query: a CoreDNS, or a resolver in front of one.
+type server struct {
+	addr     string
+	describe string
+	procs    []*exec.Cmd
+	dir      string
+}
+
+func (s *server) stop() {
+	for _, p := range s.procs {
+		p.Process.Kill()
+		p.Wait()
+	}
+	os.RemoveAll(s.dir)
+}
+
+// startScenario starts the scenario's processes and waits until they answer.
+// A resolver that is not installed gives a nil server and no error.
+func startScenario(ctx context.Context, cfg config, name string) (*server, error) {
+	var corefile, describe string
+	for _, s := range scenarios {
+		if s.name == name {
+			corefile, describe = s.corefile, s.describe
+		}
+	}
+	if corefile == "" {
+		return nil, fmt.Errorf("unknown scenario %q (have %s)", name, strings.Join(allScenarios(), ", "))
+	}
+	resolver := map[string]string{"unbound": "unbound", "dnsmasq": "dnsmasq"}[name]
+	if resolver != "" {
+		if _, err := exec.LookPath(resolver); err != nil {
+			fmt.Printf("%-20s skipped: %s is not installed (apt-get install %s)\n", name, resolver, map[string]string{"unbound": "unbound", "dnsmasq": "dnsmasq-base"}[name])
+			return nil, nil
+		}
+	}
+	dir, err := os.MkdirTemp("", "stormlab-"+name+"-")
+	if err != nil {
+		return nil, err
+	}
+	srv := &server{describe: describe, dir: dir}
+	backend, err := srv.startCoreDNS(ctx, cfg, corefile)
+	if err == nil && resolver != "" {
+		err = srv.startResolver(ctx, cfg, resolver, backend)
+	}
+	if err != nil {
+		srv.stop()
+		return nil, err
+	}
+	return srv, nil
+}
+
+func (s *server) startCoreDNS(ctx context.Context, cfg config, corefile string) (string, error) {
+	zone, err := filepath.Abs(filepath.Join(cfg.testdata, "cluster.local.db"))
+	if err != nil {
+		return "", err
+	}
+	port, err := freePort()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(s.dir, "Corefile")
+	if err := fill(filepath.Join(cfg.testdata, "storm", corefile), path, "PORT", port, "ZONE", zone); err != nil {
+		return "", err
+	}
+	addr := "127.0.0.1:" + port
+	if err := s.start(ctx, addr, cfg.coredns, "-conf", path); err != nil {
+		return "", err
+	}
+	return port, nil
+}
+
+func (s *server) startResolver(ctx context.Context, cfg config, resolver, upstream string) error {
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	addr := "127.0.0.1:" + port
+	if resolver == "dnsmasq" {
+		return s.start(ctx, addr, "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces",
+			"--listen-address=127.0.0.1", "--port="+port, "--server=/cluster.local/127.0.0.1#"+upstream,
+			"--min-cache-ttl=30", "--cache-size=10000", "--user=root", "--pid-file=", "--log-facility=-")
+	}
+	conf := filepath.Join(s.dir, "unbound.conf")
+	if err := fill(filepath.Join(cfg.testdata, "storm", "unbound.conf"), conf, "UPSTREAM", upstream, "PORT", port, "DIR", s.dir); err != nil {
+		return err
+	}
+	return s.start(ctx, addr, "unbound", "-d", "-c", conf)
+}
+
+// start runs a server process and waits until addr answers a query.
+func (s *server) start(ctx context.Context, addr, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, name, args...)
+	log, err := os.Create(filepath.Join(s.dir, filepath.Base(name)+".log"))
+	if err != nil {
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	s.procs = append(s.procs, cmd)
+	s.addr = addr
+	c := &dns.Client{Timeout: 200 * time.Millisecond}
+	q := new(dns.Msg)
+	q.SetQuestion("cluster.local.", dns.TypeSOA)
+	for range 100 {
+		if _, _, err := c.ExchangeContext(ctx, q, addr); err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	out, _ := os.ReadFile(log.Name())
+	return fmt.Errorf("%s does not answer on %s:\n%s", name, addr, out)
+}
+
+// fill copies a template, replacing each placeholder with its value.
+func fill(template, path string, pairs ...string) error {
+	text, err := os.ReadFile(template)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(strings.NewReplacer(pairs...).Replace(string(text))), 0o600)
+}
+
+// freePort returns a loopback port free for both UDP and TCP.
+func freePort() (string, error) {
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return fmt.Sprint(port), nil
+		}
+	}
+	return "", errors.New("no free loopback port")
+}
