@@ -5,8 +5,9 @@ GO ?= go
 # The directive minttl is listed above in plugin.cfg.example.
 ABOVE := $(shell awk -F: '/^minttl:/ {getline; print $$1; exit}' plugin.cfg.example)
 SOURCES := $(wildcard *.go cmd/coredns/*.go) go.mod go.sum plugin.cfg.example
+FUZZTIME ?= 60s
 
-.PHONY: run test bench storm clean
+.PHONY: run test storm bench fuzz soak clean
 
 coredns: $(SOURCES)
 	@test -n "$(ABOVE)" || { echo "plugin.cfg.example has no line after minttl's"; exit 1; }
@@ -19,12 +20,24 @@ test: coredns
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 
-# The storm lab: 8 scenarios side by side for 5 minutes. More: make storm STORM_FLAGS="-stagger 30s -out results/storm-staggered"
+# The storm lab: 8 scenarios side by side for 5 minutes. More:
+#   make storm STORM_FLAGS="-stagger 30s -out results/storm-staggered"
 storm: coredns
 	$(GO) run ./cmd/stormlab $(STORM_FLAGS)
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem .
+# Go benchmarks (minttl beside rewrite), then the server benchmark with dnsperf.
+bench: coredns
+	mkdir -p results
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 . | tee results/gobench.txt
+	command -v dnsperf >/dev/null || { apt-get update && apt-get install -y dnsperf; }
+	$(GO) run ./cmd/dnsbench $(BENCH_FLAGS)
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzWriter -fuzztime $(FUZZTIME) .
+
+soak: coredns
+	command -v dnsperf >/dev/null || { apt-get update && apt-get install -y dnsperf; }
+	$(GO) run ./cmd/soak $(SOAK_FLAGS)
 
 clean:
 	rm -f coredns

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,12 +16,14 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/minttl/minttl/internal/lab"
 )
 
 // coreDNS is a running ./coredns; t.Cleanup stops it.
 type coreDNS struct {
 	ports map[string]string
-	out   *strings.Builder
+	log   string // its output
 }
 
 func requireTools(t *testing.T) (coredns, dig string) {
@@ -40,26 +41,6 @@ func requireTools(t *testing.T) (coredns, dig string) {
 	return coredns, dig
 }
 
-// freePort returns a loopback port that is free for both UDP and TCP.
-func freePort(t *testing.T) string {
-	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return fmt.Sprint(port)
-		}
-	}
-	t.Fatal("no free loopback port")
-	return ""
-}
-
 // corefile fills in a Corefile from testdata/e2e: ZONE and a fresh port for every other placeholder.
 func corefile(t *testing.T, name string, placeholders ...string) (string, map[string]string) {
 	t.Helper()
@@ -74,8 +55,12 @@ func corefile(t *testing.T, name string, placeholders ...string) (string, map[st
 	ports := map[string]string{}
 	s := strings.ReplaceAll(string(text), "ZONE", zone)
 	for _, p := range placeholders {
-		ports[p] = freePort(t)
-		s = strings.ReplaceAll(s, p, ports[p])
+		port, err := lab.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[p] = port
+		s = strings.ReplaceAll(s, p, port)
 	}
 	path := filepath.Join(t.TempDir(), "Corefile")
 	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
@@ -86,54 +71,56 @@ func corefile(t *testing.T, name string, placeholders ...string) (string, map[st
 
 func startCoreDNS(t *testing.T, name string, placeholders ...string) *coreDNS {
 	t.Helper()
-	binary, _ := requireTools(t)
 	path, ports := corefile(t, name, placeholders...)
-	out := &strings.Builder{}
+	return launch(t, path, ports)
+}
+
+// launch starts ./coredns on the Corefile at path and waits until every port
+// but METRICS and CLOSED answers.
+func launch(t *testing.T, path string, ports map[string]string) *coreDNS {
+	t.Helper()
+	binary, _ := requireTools(t)
+	logPath := filepath.Join(t.TempDir(), "coredns.log")
+	log, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
 	cmd := exec.Command(binary, "-conf", path)
-	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		<-exited
 	})
-	for _, p := range placeholders {
-		if p != "METRICS" {
-			waitForServer(t, "127.0.0.1:"+ports[p], exited, out)
+	for p, port := range ports {
+		if p == "METRICS" || p == "CLOSED" {
+			continue
+		}
+		if err := lab.WaitForDNS(context.Background(), "127.0.0.1:"+port, exited); err != nil {
+			out, _ := os.ReadFile(logPath)
+			t.Fatalf("coredns: %v:\n%s", err, out)
 		}
 	}
-	return &coreDNS{ports: ports, out: out}
-}
-
-func waitForServer(t *testing.T, addr string, exited chan error, out *strings.Builder) {
-	t.Helper()
-	c := &dns.Client{Timeout: 200 * time.Millisecond}
-	q := new(dns.Msg)
-	q.SetQuestion("cluster.local.", dns.TypeSOA)
-	for range 100 {
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("coredns exited (%v):\n%s", err, out)
-		default:
-		}
-		if _, _, err := c.Exchange(q, addr); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("coredns does not answer on %s:\n%s", addr, out)
+	return &coreDNS{ports: ports, log: logPath}
 }
 
 // dig runs dig against port from source address 127.0.0.<client> and returns
 // the records of the sections it printed.
 func digRRs(t *testing.T, port string, client int, args ...string) []dns.RR {
 	t.Helper()
+	return parseRRs(t, digOutput(t, port, client, append([]string{"+noall", "+answer", "+authority", "+additional"}, args...)...))
+}
+
+// parseRRs reads the records dig printed.
+func parseRRs(t *testing.T, out string) []dns.RR {
+	t.Helper()
 	var rrs []dns.RR
-	for _, line := range strings.Split(digOutput(t, port, client, append([]string{"+noall", "+answer", "+authority", "+additional"}, args...)...), "\n") {
+	for _, line := range strings.Split(out, "\n") {
 		if line = strings.TrimSpace(line); line == "" || strings.HasPrefix(line, ";") {
 			continue
 		}
@@ -144,17 +131,23 @@ func digRRs(t *testing.T, port string, client int, args ...string) []dns.RR {
 		rrs = append(rrs, rr)
 	}
 	if len(rrs) == 0 {
-		t.Fatalf("dig %v: no records", args)
+		t.Fatalf("dig printed no records:\n%s", out)
 	}
 	return rrs
 }
 
 func digOutput(t *testing.T, port string, client int, args ...string) string {
 	t.Helper()
+	return digFrom(t, "127.0.0.1", port, fmt.Sprintf("127.0.0.%d", client), args...)
+}
+
+// digFrom runs dig against server:port from the source address src.
+func digFrom(t *testing.T, server, port, src string, args ...string) string {
+	t.Helper()
 	_, dig := requireTools(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	all := append([]string{"@127.0.0.1", "-p", port, "-b", fmt.Sprintf("127.0.0.%d", client), "+tries=1", "+time=2"}, args...)
+	all := append([]string{"@" + server, "-p", port, "-b", src, "+tries=1", "+time=5"}, args...)
 	out, err := exec.CommandContext(ctx, dig, all...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("dig %v: %v\n%s", all, err, out)

@@ -34,6 +34,12 @@ func newMinTTL(next plugin.Handler) *MinTTL {
 	}
 }
 
+func newCache(next plugin.Handler) *cache.Cache {
+	c := cache.New()
+	c.Next = next
+	return c
+}
+
 // fixed answers every query with a copy of its message, so tests can check it is never modified.
 type fixed struct{ msg *dns.Msg }
 
@@ -372,8 +378,7 @@ func TestJitterRange(t *testing.T) {
 // orders them, and checks what cache hands out is raised while what cache holds
 // is not touched.
 func TestInFrontOfCache(t *testing.T) {
-	c := cache.New()
-	c.Next = fixed{msg: srvResponse(5)}
+	c := newCache(fixed{msg: srvResponse(5)})
 	m := newMinTTL(c)
 	m.now = time.Now
 

@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/minttl/minttl/internal/lab"
 )
 
 // zoneTTL is the TTL of the SRV records in testdata/cluster.local.db, the
@@ -140,7 +142,7 @@ func minimumQueries(cfg config, queries []query) int {
 func table(cfg config, results []result) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d proxies × %d names, %s per scenario, start %s, %s proxies; %s, %d cores.\n\n",
-		cfg.clients, len(names), cfg.duration, startKind(cfg), proxyKind(cfg), cpuModel(), runtime.NumCPU())
+		cfg.clients, len(names), cfg.duration, startKind(cfg), proxyKind(cfg), lab.CPUModel(), runtime.NumCPU())
 	b.WriteString("| scenario | queries | per 5 min | min. for TTLs given | mean q/s | peak q/s (1 s) | peak / 100 ms | peak/mean (1 s) | peak/mean, 2nd half | TTL 0 | TTL ≤ 1 | mean TTL | longest use past TTL 5 s |\n")
 	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, r := range results {
@@ -165,24 +167,11 @@ func proxyKind(cfg config) string {
 	return "pre-fix (TTL-driven)"
 }
 
-func cpuModel() string {
-	data, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return runtime.GOARCH
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return runtime.GOARCH
-}
-
 func write(cfg config, results []result) error {
 	if err := os.MkdirAll(cfg.out, 0o755); err != nil {
 		return err
 	}
-	md := "Made by `" + strings.Join(os.Args, " ") + "`.\n\n" + table(cfg, results)
+	md := "Made by `stormlab " + strings.Join(os.Args[1:], " ") + "` (make storm).\n\n" + table(cfg, results)
 	if err := os.WriteFile(filepath.Join(cfg.out, "table.md"), []byte(md), 0o644); err != nil {
 		return err
 	}

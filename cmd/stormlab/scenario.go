@@ -2,16 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"time"
 
-	"github.com/miekg/dns"
+	"github.com/minttl/minttl/internal/lab"
 )
 
 // scenarios maps a scenario's name to its Corefile under testdata/storm, and
@@ -39,14 +36,19 @@ func allScenarios() []string {
 type server struct {
 	addr     string
 	describe string
-	procs    []*exec.Cmd
+	procs    []process
 	dir      string
+}
+
+type process struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
 }
 
 func (s *server) stop() {
 	for _, p := range s.procs {
-		p.Process.Kill()
-		p.Wait()
+		p.cmd.Process.Kill()
+		<-p.exited
 	}
 	os.RemoveAll(s.dir)
 }
@@ -91,7 +93,7 @@ func (s *server) startCoreDNS(ctx context.Context, cfg config, corefile string) 
 	if err != nil {
 		return "", err
 	}
-	port, err := freePort()
+	port, err := lab.FreePort()
 	if err != nil {
 		return "", err
 	}
@@ -107,7 +109,7 @@ func (s *server) startCoreDNS(ctx context.Context, cfg config, corefile string) 
 }
 
 func (s *server) startResolver(ctx context.Context, cfg config, resolver, upstream string) error {
-	port, err := freePort()
+	port, err := lab.FreePort()
 	if err != nil {
 		return err
 	}
@@ -135,22 +137,15 @@ func (s *server) start(ctx context.Context, addr, name string, args ...string) e
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	s.procs = append(s.procs, cmd)
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	s.procs = append(s.procs, process{cmd, exited})
 	s.addr = addr
-	c := &dns.Client{Timeout: 200 * time.Millisecond}
-	q := new(dns.Msg)
-	q.SetQuestion("cluster.local.", dns.TypeSOA)
-	for range 100 {
-		if _, _, err := c.ExchangeContext(ctx, q, addr); err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := lab.WaitForDNS(ctx, addr, exited); err != nil {
+		out, _ := os.ReadFile(log.Name())
+		return fmt.Errorf("%s: %w:\n%s", name, err, out)
 	}
-	out, _ := os.ReadFile(log.Name())
-	return fmt.Errorf("%s does not answer on %s:\n%s", name, addr, out)
+	return nil
 }
 
 // fill copies a template, replacing each placeholder with its value.
@@ -160,22 +155,4 @@ func fill(template, path string, pairs ...string) error {
 		return err
 	}
 	return os.WriteFile(path, []byte(strings.NewReplacer(pairs...).Replace(string(text))), 0o600)
-}
-
-// freePort returns a loopback port free for both UDP and TCP.
-func freePort() (string, error) {
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", err
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return fmt.Sprint(port), nil
-		}
-	}
-	return "", errors.New("no free loopback port")
 }

@@ -1,0 +1,100 @@
+package lab
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Perf is what one dnsperf run reports.
+type Perf struct {
+	Completed, Lost int
+	QPS             float64
+	Avg, P99        time.Duration // P99 only when dnsperf ran with -v
+}
+
+// Dnsperf runs dnsperf with args and reads its summary.
+func Dnsperf(ctx context.Context, args ...string) (Perf, error) {
+	out, err := exec.CommandContext(ctx, "dnsperf", args...).Output()
+	if err != nil {
+		return Perf{}, fmt.Errorf("dnsperf %v: %w", args, err)
+	}
+	return parseDnsperf(string(out))
+}
+
+// parseDnsperf reads dnsperf's summary and, with -v, the latency of every answer
+// ("> NOERROR name TYPE 0.000123"), for the 99th percentile.
+func parseDnsperf(out string) (Perf, error) {
+	var r Perf
+	var latencies []time.Duration
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		fields := strings.Fields(line)
+		switch {
+		case strings.HasPrefix(line, "> ") && len(fields) >= 2:
+			if f, err := strconv.ParseFloat(fields[len(fields)-1], 64); err == nil {
+				latencies = append(latencies, time.Duration(f*float64(time.Second)))
+			}
+		case strings.HasPrefix(line, "Queries completed:"):
+			r.Completed, _ = strconv.Atoi(fields[2])
+		case strings.HasPrefix(line, "Queries lost:"):
+			r.Lost, _ = strconv.Atoi(fields[2])
+		case strings.HasPrefix(line, "Queries per second:"):
+			r.QPS, _ = strconv.ParseFloat(fields[3], 64)
+		case strings.HasPrefix(line, "Average Latency (s):"):
+			f, _ := strconv.ParseFloat(fields[3], 64)
+			r.Avg = time.Duration(f * float64(time.Second))
+		}
+	}
+	if r.Completed == 0 {
+		return r, fmt.Errorf("dnsperf completed no query:\n%s", out)
+	}
+	if len(latencies) > 0 {
+		slices.Sort(latencies)
+		r.P99 = latencies[len(latencies)*99/100]
+	}
+	return r, nil
+}
+
+// CPUTime is the user + system CPU time of pid, from /proc/PID/stat.
+func CPUTime(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; the fields after it do not.
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(fields))
+	}
+	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
+	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	const ticks = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / ticks, nil
+}
+
+// RSS is the resident memory of pid in bytes, from /proc/PID/status.
+func RSS(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status has no VmRSS", pid)
+}
