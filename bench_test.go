@@ -125,14 +125,14 @@ func TestAllocations(t *testing.T) {
 		msg  *dns.Msg
 		want float64
 	}{
-		// Msg + Answer slice + 3 SRV + Extra slice + 3 A.
-		{"SRV+3A+OPT", srvResponse(3), 9},
-		// Msg + Answer slice + 1 A.
-		{"A", aResponse(3), 3},
+		// The copier (message and section slots), the SRV copies, the A copies.
+		{"SRV+3A+OPT", srvResponse(3), 3},
+		// The copier, the A copy.
+		{"A", aResponse(3), 2},
 		{"no-change", srvResponse(300), 0},
 		{"NXDOMAIN without negative", negativeResponse(dns.RcodeNameError, 3), 0},
-		// Msg + Answer slice + 50 A.
-		{"50A", largeResponse(3), 52},
+		// The copier, a slice for 50 records (more than the copier's slots), the A copies.
+		{"50A", largeResponse(3), 3},
 	} {
 		w := &ResponseWriter{ResponseWriter: newSink("10.244.0.7"), MinTTL: newMinTTL(nil), zone: "allocs.test.", qname: tc.msg.Question[0].Name}
 		w.WriteMsg(tc.msg) // create the metric children first

@@ -1,6 +1,7 @@
 package minttl
 
 import (
+	"maps"
 	"sync"
 	"sync/atomic"
 
@@ -34,88 +35,85 @@ var (
 	}, []string{"server", "zone"})
 )
 
-// counts tallies what one response's rewrite did, so metrics are touched once
-// per response and type rather than once per record.
-type counts struct {
-	zero   int
-	types  [4]uint16
-	raised [4]int
-	used   int
-	other  map[uint16]int // more than len(types) distinct types: rare
-}
-
-func (n *counts) add(t uint16) {
-	for i := range n.used {
-		if n.types[i] == t {
-			n.raised[i]++
-			return
-		}
+// report counts what one raised response's copier did.
+func (w *ResponseWriter) report(c *copier) {
+	z := countersFor(w.server, w.zone)
+	z.responses.Inc()
+	if c.zero > 0 {
+		z.zero.Add(float64(c.zero))
 	}
-	if n.used < len(n.types) {
-		n.types[n.used], n.raised[n.used] = t, 1
-		n.used++
-		return
+	for i := range c.kinds {
+		z.records(c.types[i]).Add(float64(c.raised[i]))
 	}
-	if n.other == nil {
-		n.other = make(map[uint16]int)
-	}
-	n.other[t]++
-}
-
-func (w *ResponseWriter) report(n *counts) {
-	counter(raisedResponses, w.server, w.zone, 0).Inc()
-	if n.zero > 0 {
-		counter(zeroTTLRecords, w.server, w.zone, 0).Add(float64(n.zero))
-	}
-	for i := range n.used {
-		counter(raisedRecords, w.server, w.zone, n.types[i]).Add(float64(n.raised[i]))
-	}
-	for t, c := range n.other {
-		counter(raisedRecords, w.server, w.zone, t).Add(float64(c))
+	for t, n := range c.other {
+		z.records(t).Add(float64(n))
 	}
 }
 
-// Looking a counter up in a CounterVec hashes the label values and takes a
-// read lock on every call. The label values a server sees are few and fixed,
-// so counters are resolved once and kept in a map that is replaced, never
-// changed: the hot path reads it without a lock.
-type counterKey struct {
-	vec          *prometheus.CounterVec
-	server, zone string
-	rrtype       uint16 // raisedRecords only
+// Looking a counter up in a CounterVec hashes its label values and takes a read
+// lock, on every call. The label values a server sees are few and fixed, so
+// counters are resolved once and kept in maps that are replaced, never
+// changed: the hot path reads them without a lock. A mutex serializes only the
+// first sight of a new label value.
+
+type serverZone struct{ server, zone string }
+
+// zoneCounters are the counters of one server and zone.
+type zoneCounters struct {
+	serverZone
+	responses, zero prometheus.Counter
+	byType          atomic.Pointer[map[uint16]prometheus.Counter]
 }
 
 var (
-	counters   atomic.Pointer[map[counterKey]prometheus.Counter]
-	countersMu sync.Mutex // serializes the slow path, when a new counter is resolved
+	allCounters atomic.Pointer[map[serverZone]*zoneCounters]
+	countersMu  sync.Mutex
 )
 
-func counter(vec *prometheus.CounterVec, server, zone string, rrtype uint16) prometheus.Counter {
-	key := counterKey{vec, server, zone, rrtype}
-	if m := counters.Load(); m != nil {
-		if c, ok := (*m)[key]; ok {
+func countersFor(server, zone string) *zoneCounters {
+	key := serverZone{server, zone}
+	if m := allCounters.Load(); m != nil {
+		if z, ok := (*m)[key]; ok {
+			return z
+		}
+	}
+	countersMu.Lock()
+	defer countersMu.Unlock()
+	next := map[serverZone]*zoneCounters{}
+	if old := allCounters.Load(); old != nil {
+		if z, ok := (*old)[key]; ok {
+			return z
+		}
+		maps.Copy(next, *old)
+	}
+	z := &zoneCounters{
+		serverZone: key,
+		responses:  raisedResponses.WithLabelValues(server, zone),
+		zero:       zeroTTLRecords.WithLabelValues(server, zone),
+	}
+	next[key] = z
+	allCounters.Store(&next)
+	return z
+}
+
+func (z *zoneCounters) records(t uint16) prometheus.Counter {
+	if m := z.byType.Load(); m != nil {
+		if c, ok := (*m)[t]; ok {
 			return c
 		}
 	}
 	countersMu.Lock()
 	defer countersMu.Unlock()
-	old := counters.Load()
-	next := make(map[counterKey]prometheus.Counter)
-	if old != nil {
-		if c, ok := (*old)[key]; ok {
+	next := map[uint16]prometheus.Counter{}
+	if old := z.byType.Load(); old != nil {
+		if c, ok := (*old)[t]; ok {
 			return c
 		}
-		for k, c := range *old {
-			next[k] = c
-		}
+		maps.Copy(next, *old)
 	}
-	labels := []string{server, zone}
-	if vec == raisedRecords {
-		labels = append(labels, typeName(rrtype))
-	}
-	next[key] = vec.WithLabelValues(labels...)
-	counters.Store(&next)
-	return next[key]
+	next[t] = raisedRecords.WithLabelValues(z.server, z.zone, typeName(t))
+	z.byType.Store(&next)
+	return next[t]
 }
 
 func typeName(t uint16) string {

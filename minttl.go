@@ -50,6 +50,14 @@ func (m *MinTTL) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg)
 	return plugin.NextOrFailure(m.Name(), m.Next, ctx, rw, r)
 }
 
+// clock is now, or the wall clock for a MinTTL built without setup.
+func (m *MinTTL) clock() time.Time {
+	if m.now == nil {
+		return time.Now()
+	}
+	return m.now()
+}
+
 // Name implements the plugin.Handler interface.
 func (m *MinTTL) Name() string { return "minttl" }
 

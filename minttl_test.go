@@ -295,6 +295,14 @@ func TestMixedRRsetLeavesWithOneTTL(t *testing.T) {
 			t.Errorf("%v: additional A left at %d", tc.ttls, ttl)
 		}
 	}
+
+	// A TTL above 2^31-1 (read as 0, RFC 2181 §8) is not spread over its RRset.
+	msg := srvResponse(1)
+	msg.Answer[1].Header().Ttl = 1 << 31
+	got := serve(t, newMinTTL(fixed{msg: msg}), client("10.0.0.1"), srvName, dns.TypeSRV)
+	if ttls := ttls(got.Answer); ttls[0] != 1 || ttls[1] != 1<<31 || ttls[2] != 1 {
+		t.Errorf("RRset with a TTL above 2^31-1 changed to %v", ttls)
+	}
 }
 
 func TestJitterDeterministicAndSpread(t *testing.T) {

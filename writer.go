@@ -39,15 +39,14 @@ func (w *ResponseWriter) raise(res *dns.Msg) *dns.Msg {
 		return nil
 	}
 	key := clientKey(w.RemoteAddr(), w.qname)
-	target := sc.floor + jitterFor(key, w.now().Unix(), sc.floor, w.Jitter)
+	target := sc.floor + jitterFor(key, w.clock().Unix(), sc.floor, w.Jitter)
 
-	out := *res
-	var n counts
-	out.Answer = raiseSection(res.Answer, sc, target, &n)
-	out.Ns = raiseSection(res.Ns, sc, target, &n)
-	out.Extra = raiseSection(res.Extra, sc, target, &n)
-	w.report(&n)
-	return &out
+	c := &copier{msg: *res}
+	c.msg.Answer = c.raiseSection(res.Answer, sc, target)
+	c.msg.Ns = c.raiseSection(res.Ns, sc, target)
+	c.msg.Extra = c.raiseSection(res.Extra, sc, target)
+	w.report(c)
+	return &c.msg
 }
 
 // scopeOf classifies res. Signed responses are left alone: the TSIG MAC or
@@ -110,7 +109,7 @@ func needsRaise(rrs []dns.RR, sc scope) bool {
 // holding a TTL below the floor carries one TTL: the larger of target and the
 // RRset's highest TTL, so no record is lowered (RFC 2181 §5.2). Only the
 // records whose TTL changes are copied.
-func raiseSection(rrs []dns.RR, sc scope, target uint32, n *counts) []dns.RR {
+func (c *copier) raiseSection(rrs []dns.RR, sc scope, target uint32) []dns.RR {
 	out, copied := rrs, false
 	uniform := sameTTL(rrs, sc)
 	for i, rr := range rrs {
@@ -120,7 +119,7 @@ func raiseSection(rrs []dns.RR, sc scope, target uint32, n *counts) []dns.RR {
 		}
 		ttl := rr.Header().Ttl
 		if ttl == 0 {
-			n.zero++
+			c.zero++
 		}
 		next := ttl
 		switch {
@@ -135,11 +134,10 @@ func raiseSection(rrs []dns.RR, sc scope, target uint32, n *counts) []dns.RR {
 			continue
 		}
 		if !copied {
-			out, copied = make([]dns.RR, len(rrs)), true
-			copy(out, rrs)
+			out, copied = c.section(rrs), true
 		}
-		out[i] = withTTL(rr, next)
-		n.add(rr.Header().Rrtype)
+		out[i] = c.withTTL(rr, next, len(rrs)-i)
+		c.count(rr.Header().Rrtype)
 	}
 	return out
 }
@@ -176,48 +174,12 @@ func rrsetTTL(rrs []dns.RR, i int, t uint16, sc scope, target uint32) uint32 {
 		}
 		lowest, highest = min(lowest, o.Ttl), max(highest, o.Ttl)
 	}
-	if lowest >= sc.floor {
+	// An RRset holding a TTL above 2^31-1 is left as it came (RFC 2181 §8
+	// reads such a TTL as 0): raising the others to it would spread the error.
+	if lowest >= sc.floor || highest > maxTTL {
 		return h.Ttl
 	}
 	return max(target, highest)
 }
 
 func sameName(a, b string) bool { return a == b || strings.EqualFold(a, b) }
-
-// withTTL returns a copy of rr carrying ttl. Only the header changes, so the
-// usual types are copied shallowly: their rdata (IP slices, strings) is shared
-// with rr and never written. Other types get a deep copy.
-func withTTL(rr dns.RR, ttl uint32) dns.RR {
-	var c dns.RR
-	switch r := rr.(type) {
-	case *dns.A:
-		c = shallow(r)
-	case *dns.AAAA:
-		c = shallow(r)
-	case *dns.SRV:
-		c = shallow(r)
-	case *dns.CNAME:
-		c = shallow(r)
-	case *dns.PTR:
-		c = shallow(r)
-	case *dns.NS:
-		c = shallow(r)
-	case *dns.MX:
-		c = shallow(r)
-	case *dns.TXT:
-		c = shallow(r)
-	case *dns.SOA:
-		c = shallow(r)
-	case *dns.RRSIG:
-		c = shallow(r)
-	default:
-		c = dns.Copy(rr)
-	}
-	c.Header().Ttl = ttl
-	return c
-}
-
-func shallow[T any](r *T) *T {
-	c := *r
-	return &c
-}

@@ -1,0 +1,107 @@
+package minttl
+
+import "github.com/miekg/dns"
+
+// copier makes the copy on write of one raised response with few allocations:
+// the message and the slots of its changed sections come in one, and the
+// copies of raised A, AAAA and SRV records, which come many to an answer, in
+// one array per type and section.
+// Arrays handed out are never written again, so records in them are as
+// independent as records allocated one by one.
+type copier struct {
+	msg   dns.Msg
+	slots [8]dns.RR
+	used  int
+
+	// the types that come many to an answer
+	a    []dns.A
+	aaaa []dns.AAAA
+	srv  []dns.SRV
+
+	// what was done, for the metrics
+	zero   int
+	types  [4]uint16
+	raised [4]int
+	kinds  int            // types in use
+	other  map[uint16]int // more than len(types) distinct types: rare
+}
+
+// section returns a copy of rrs to change.
+func (c *copier) section(rrs []dns.RR) []dns.RR {
+	var out []dns.RR
+	if n := len(rrs); c.used+n <= len(c.slots) {
+		out = c.slots[c.used : c.used+n : c.used+n]
+		c.used += n
+	} else {
+		out = make([]dns.RR, n)
+	}
+	copy(out, rrs)
+	return out
+}
+
+// withTTL returns a copy of rr carrying ttl; at most left more records of the
+// section may follow. Only the header changes, so the usual types are copied
+// shallowly: their rdata (IP slices, strings) is shared with rr and never
+// written. Other types get a deep copy of their own.
+func (c *copier) withTTL(rr dns.RR, ttl uint32, left int) dns.RR {
+	var cp dns.RR
+	switch r := rr.(type) {
+	case *dns.A:
+		cp = next(&c.a, r, left)
+	case *dns.AAAA:
+		cp = next(&c.aaaa, r, left)
+	case *dns.SRV:
+		cp = next(&c.srv, r, left)
+	case *dns.CNAME:
+		cp = shallow(r)
+	case *dns.PTR:
+		cp = shallow(r)
+	case *dns.NS:
+		cp = shallow(r)
+	case *dns.MX:
+		cp = shallow(r)
+	case *dns.TXT:
+		cp = shallow(r)
+	case *dns.SOA:
+		cp = shallow(r)
+	case *dns.RRSIG:
+		cp = shallow(r)
+	default:
+		cp = dns.Copy(rr)
+	}
+	cp.Header().Ttl = ttl
+	return cp
+}
+
+// next appends a copy of r to *array, growing it into a new array sized for the
+// rest of the section when full, and returns the copy.
+func next[T any](array *[]T, r *T, left int) *T {
+	if len(*array) == cap(*array) {
+		*array = make([]T, 0, left)
+	}
+	*array = append(*array, *r)
+	return &(*array)[len(*array)-1]
+}
+
+func shallow[T any](r *T) *T {
+	c := *r
+	return &c
+}
+
+func (c *copier) count(t uint16) {
+	for i := range c.kinds {
+		if c.types[i] == t {
+			c.raised[i]++
+			return
+		}
+	}
+	if c.kinds < len(c.types) {
+		c.types[c.kinds], c.raised[c.kinds] = t, 1
+		c.kinds++
+		return
+	}
+	if c.other == nil {
+		c.other = make(map[uint16]int)
+	}
+	c.other[t]++
+}
