@@ -4,7 +4,8 @@ package minttl
 // in-tree rewrite plugin's `ttl ... 30-` rule on the same responses, so one
 // run compares them on one machine:
 //
-//	go test -run '^$' -bench . -benchmem
+//	go test -run '^$' -bench . -benchmem -count 6 > bench.txt
+//	benchstat -col /plugin bench.txt
 
 import (
 	"context"
@@ -102,7 +103,7 @@ func BenchmarkHandler(b *testing.B) {
 	}
 	for _, r := range benchResponses {
 		for _, p := range plugins {
-			b.Run(r.name+"/"+p.directive, func(b *testing.B) {
+			b.Run("resp="+r.name+"/plugin="+p.directive, func(b *testing.B) {
 				h := handlerFor(b, p.directive, p.input, held{msg: r.msg})
 				req := new(dns.Msg)
 				req.SetQuestion(r.msg.Question[0].Name, r.msg.Question[0].Qtype)

@@ -31,6 +31,7 @@ type config struct {
 	seconds                int
 	configs                []string
 	profile                string
+	pin                    bool
 }
 
 // one dnsperf run against one configuration.
@@ -56,8 +57,9 @@ func main() {
 	flag.IntVar(&cfg.rounds, "rounds", 5, "rounds; each runs every configuration once, in turn")
 	flag.IntVar(&cfg.load, "load", 10000, "fixed offered load, queries per second (below saturation)")
 	flag.IntVar(&cfg.seconds, "seconds", 5, "length of each dnsperf run")
-	flag.StringVar(&configs, "configs", "cache,minttl_cache,rewrite_cache,file,minttl_file,rewrite_file", "configurations (testdata/bench/NAME.Corefile)")
+	flag.StringVar(&configs, "configs", "cache,minttl_cache,rewrite_cache,file,minttl_file,rewrite_file,kubeadm,minttl_kubeadm,rewrite_kubeadm", "configurations (testdata/bench/NAME.Corefile)")
 	flag.StringVar(&cfg.profile, "profile", "", "also write a 10 s CPU profile of this configuration at saturation to the results folder")
+	flag.BoolVar(&cfg.pin, "pin", runtime.NumCPU() >= 2, "run CoreDNS on CPU 0 (GOMAXPROCS=1) and dnsperf on CPU 1, so they do not compete")
 	flag.Parse()
 	cfg.configs = strings.Split(configs, ",")
 
@@ -136,7 +138,14 @@ func start(ctx context.Context, cfg config, name string) (*server, error) {
 	if err := os.WriteFile(corefile, []byte(filled), 0o600); err != nil {
 		return nil, err
 	}
-	s.cmd = exec.CommandContext(ctx, cfg.coredns, "-conf", corefile)
+	argv := []string{cfg.coredns, "-conf", corefile}
+	if cfg.pin {
+		argv = append([]string{"taskset", "-c", "0"}, argv...)
+	}
+	s.cmd = exec.CommandContext(ctx, argv[0], argv[1:]...)
+	if cfg.pin {
+		s.cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+	}
 	log, err := os.Create(filepath.Join(dir, "coredns.log"))
 	if err != nil {
 		return nil, err
@@ -181,9 +190,12 @@ func measure(ctx context.Context, cfg config, s *server) (sample, error) {
 }
 
 func dnsperf(ctx context.Context, cfg config, s *server, extra ...string) (lab.Perf, error) {
-	args := append([]string{"-s", "127.0.0.1", "-p", s.port, "-d", filepath.Join(cfg.testdata, "bench", "queries.txt"),
-		"-l", strconv.Itoa(cfg.seconds), "-e", "-c", "4", "-q", "200", "-t", "2"}, extra...)
-	return lab.Dnsperf(ctx, args...)
+	argv := append([]string{"dnsperf", "-s", "127.0.0.1", "-p", s.port, "-d", filepath.Join(cfg.testdata, "bench", "queries.txt"),
+		"-l", strconv.Itoa(cfg.seconds), "-e", "-c", "4", "-q", "64", "-t", "2"}, extra...)
+	if cfg.pin {
+		argv = append([]string{"taskset", "-c", "1"}, argv...)
+	}
+	return lab.Dnsperf(ctx, argv...)
 }
 
 // profile takes a CPU profile of one configuration while dnsperf saturates it.
@@ -238,13 +250,10 @@ func table(cfg config, samples map[string][]sample) string {
 	return b.String()
 }
 
-// baseline is the configuration a configuration is compared with: cache alone,
-// or file alone for the configurations without cache.
+// baseline is the configuration a configuration is compared with: the same
+// without minttl or rewrite.
 func baseline(name string) string {
-	if strings.HasSuffix(name, "file") {
-		return "file"
-	}
-	return "cache"
+	return strings.TrimPrefix(strings.TrimPrefix(name, "minttl_"), "rewrite_")
 }
 
 func cpuOf(s sample) float64 { return micros(s.cpuPerQuery) }

@@ -94,8 +94,8 @@ func run(ctx context.Context, cfg config) error {
 	rss := make(chan []int64, 1)
 	go func() { rss <- sampleRSS(loadCtx, cmd.Process.Pid) }()
 
-	perf, perfErr := lab.Dnsperf(ctx, "-s", "127.0.0.1", "-p", port, "-d", filepath.Join(cfg.testdata, "bench", "queries.txt"),
-		"-l", strconv.Itoa(int(cfg.duration.Seconds())), "-e", "-c", "4", "-q", "100", "-t", "2", "-S", "10")
+	perf, perfErr := lab.Dnsperf(ctx, "dnsperf", "-s", "127.0.0.1", "-p", port, "-d", filepath.Join(cfg.testdata, "bench", "queries.txt"),
+		"-l", strconv.Itoa(int(cfg.duration.Seconds())), "-e", "-c", "4", "-q", "64", "-t", "2", "-S", "10")
 	cancel()
 	wg.Wait()
 	samples := <-rss

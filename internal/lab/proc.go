@@ -20,11 +20,12 @@ type Perf struct {
 	Avg, P99        time.Duration // P99 only when dnsperf ran with -v
 }
 
-// Dnsperf runs dnsperf with args and reads its summary.
-func Dnsperf(ctx context.Context, args ...string) (Perf, error) {
-	out, err := exec.CommandContext(ctx, "dnsperf", args...).Output()
+// Dnsperf runs the command line argv (dnsperf, or dnsperf behind taskset) and
+// reads dnsperf's summary.
+func Dnsperf(ctx context.Context, argv ...string) (Perf, error) {
+	out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).Output()
 	if err != nil {
-		return Perf{}, fmt.Errorf("dnsperf %v: %w", args, err)
+		return Perf{}, fmt.Errorf("%v: %w", argv, err)
 	}
 	return parseDnsperf(string(out))
 }
