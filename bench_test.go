@@ -5,7 +5,7 @@ package minttl
 // run compares them on one machine:
 //
 //	go test -run '^$' -bench . -benchmem -count 6 > bench.txt
-//	benchstat -col /plugin bench.txt
+//	benchstat -filter '.name:Handler' -col /plugin bench.txt
 
 import (
 	"context"
