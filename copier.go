@@ -5,9 +5,9 @@ import "github.com/miekg/dns"
 // copier makes the copy on write of one raised response with few allocations:
 // the message and the slots of its changed sections come in one, and the
 // copies of raised A, AAAA and SRV records, which come many to an answer, in
-// one array per type and section.
-// Arrays handed out are never written again, so records in them are as
-// independent as records allocated one by one.
+// one array per type and section. An element of an array, once handed out, is
+// never written again, so the records are as independent as records
+// allocated one by one.
 type copier struct {
 	msg   dns.Msg
 	slots [8]dns.RR
@@ -40,9 +40,9 @@ func (c *copier) section(rrs []dns.RR) []dns.RR {
 }
 
 // withTTL returns a copy of rr carrying ttl; at most left more records of the
-// section may follow. Only the header changes, so the usual types are copied
-// shallowly: their rdata (IP slices, strings) is shared with rr and never
-// written. Other types get a deep copy of their own.
+// section may follow. Only the header changes, so A, AAAA and SRV records are
+// copied shallowly: their rdata (IP slices, strings) is shared with rr and
+// never written. Other types get a deep copy of their own.
 func (c *copier) withTTL(rr dns.RR, ttl uint32, left int) dns.RR {
 	var cp dns.RR
 	switch r := rr.(type) {
@@ -52,20 +52,6 @@ func (c *copier) withTTL(rr dns.RR, ttl uint32, left int) dns.RR {
 		cp = next(&c.aaaa, r, left)
 	case *dns.SRV:
 		cp = next(&c.srv, r, left)
-	case *dns.CNAME:
-		cp = shallow(r)
-	case *dns.PTR:
-		cp = shallow(r)
-	case *dns.NS:
-		cp = shallow(r)
-	case *dns.MX:
-		cp = shallow(r)
-	case *dns.TXT:
-		cp = shallow(r)
-	case *dns.SOA:
-		cp = shallow(r)
-	case *dns.RRSIG:
-		cp = shallow(r)
 	default:
 		cp = dns.Copy(rr)
 	}
@@ -81,11 +67,6 @@ func next[T any](array *[]T, r *T, left int) *T {
 	}
 	*array = append(*array, *r)
 	return &(*array)[len(*array)-1]
-}
-
-func shallow[T any](r *T) *T {
-	c := *r
-	return &c
 }
 
 func (c *copier) count(t uint16) {

@@ -35,19 +35,23 @@ type MinTTL struct {
 
 // ServeDNS implements the plugin.Handler interface.
 func (m *MinTTL) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	if zone := m.zoneOf(r); zone != "" {
+		w = &ResponseWriter{ResponseWriter: w, MinTTL: m, server: metrics.WithServer(ctx), zone: zone, qname: r.Question[0].Name}
+	}
+	return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
+}
+
+// zoneOf returns the zone of a query whose answer minttl may raise, or "".
+// Zone transfers and other opcodes are never touched.
+func (m *MinTTL) zoneOf(r *dns.Msg) string {
 	if r.Opcode != dns.OpcodeQuery || len(r.Question) != 1 {
-		return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
+		return ""
 	}
-	q := r.Question[0]
-	if q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR {
-		return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
+	switch r.Question[0].Qtype {
+	case dns.TypeAXFR, dns.TypeIXFR:
+		return ""
 	}
-	zone := matchZone(m.Zones, q.Name)
-	if zone == "" {
-		return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
-	}
-	rw := &ResponseWriter{ResponseWriter: w, MinTTL: m, server: metrics.WithServer(ctx), zone: zone, qname: q.Name}
-	return plugin.NextOrFailure(m.Name(), m.Next, ctx, rw, r)
+	return matchZone(m.Zones, r.Question[0].Name)
 }
 
 // clock is now, or the wall clock for a MinTTL built without setup.
@@ -63,8 +67,8 @@ func (m *MinTTL) Name() string { return "minttl" }
 
 // matchZone returns the longest of zones that holds qname, or "". It is
 // plugin.Zones.Matches without the allocations of dns.IsSubDomain: zones are
-// lower-cased and fully qualified by setup, so a case-insensitive suffix match
-// on a label boundary decides.
+// fully qualified by setup, so a case-insensitive suffix match on a label
+// boundary decides.
 func matchZone(zones []string, qname string) string {
 	zone := ""
 	for _, z := range zones {
