@@ -1,6 +1,7 @@
 package minttl
 
 import (
+	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -16,11 +17,10 @@ import (
 func init() { plugin.Register("minttl", setup) }
 
 const (
-	defaultFloor  = 30
-	defaultJitter = "20%"
-	minFloor      = 1
-	maxFloor      = 24 * 60 * 60
-	maxTTL        = math.MaxInt32 // RFC 2181 §8
+	defaultFloor = 30
+	minFloor     = 1
+	maxFloor     = 24 * 60 * 60
+	maxTTL       = math.MaxInt32 // RFC 2181 §8
 )
 
 func setup(c *caddy.Controller) error {
@@ -37,7 +37,7 @@ func setup(c *caddy.Controller) error {
 
 func parse(c *caddy.Controller) (*MinTTL, error) {
 	m := &MinTTL{Floor: defaultFloor, now: time.Now}
-	jitter, negative := defaultJitter, false
+	jit, negative := jitter{share: true, percent: 20}, false
 	for i := 0; c.Next(); i++ {
 		if i > 0 {
 			return nil, c.Err("minttl can only be used once per server block")
@@ -55,7 +55,7 @@ func parse(c *caddy.Controller) (*MinTTL, error) {
 			case "floor":
 				m.Floor, err = floorArg(c, "floor")
 			case "jitter":
-				jitter, err = oneArg(c)
+				jit, err = jitterArg(c)
 			case "types":
 				m.Types, err = typesArgs(c)
 			case "negative":
@@ -72,12 +72,10 @@ func parse(c *caddy.Controller) (*MinTTL, error) {
 	if negative && m.Negative == 0 {
 		m.Negative = m.Floor
 	}
-	var err error
-	if m.Jitter, err = jitterSeconds(c, jitter, m.Floor); err != nil {
-		return nil, err
-	}
-	if uint64(max(m.Floor, m.Negative))+uint64(m.Jitter) > maxTTL {
-		return nil, c.Errf("floor + jitter is %d s, above the largest TTL (%d s)", uint64(max(m.Floor, m.Negative))+uint64(m.Jitter), maxTTL)
+	m.Jitter = jit.of(m.Floor)
+	// Floors stop at 24h, so only a jitter given in seconds can overflow: name its line.
+	if top := uint64(max(m.Floor, m.Negative)) + uint64(m.Jitter); top > maxTTL {
+		return nil, fmt.Errorf("%s:%d - Error during parsing: floor + jitter is %d s, above the largest TTL (%d s)", c.File(), jit.line, top, maxTTL)
 	}
 	return m, nil
 }
@@ -142,26 +140,48 @@ func seconds(c *caddy.Controller, arg string) (uint64, error) {
 	return uint64(d / time.Second), nil
 }
 
-// jitterSeconds resolves a percentage of the floor or a duration.
-func jitterSeconds(c *caddy.Controller, arg string, floor uint32) (uint32, error) {
+// jitter is the jitter property as given: a share of the floor, or seconds.
+type jitter struct {
+	share   bool
+	percent float64
+	seconds uint32
+	line    int // of the Corefile; 0 for the default
+}
+
+func jitterArg(c *caddy.Controller) (jitter, error) {
+	arg, err := oneArg(c)
+	if err != nil {
+		return jitter{}, err
+	}
+	j := jitter{line: c.Line()}
 	if pct, ok := strings.CutSuffix(arg, "%"); ok {
 		p, err := strconv.ParseFloat(pct, 64)
 		if err != nil || math.IsNaN(p) {
-			return 0, c.Errf("invalid jitter %q", arg)
+			return j, c.Errf("invalid jitter %q", arg)
 		}
 		if p < 0 || p > 100 {
-			return 0, c.Errf("jitter %q out of range: must be between 0%% and 100%%", arg)
+			return j, c.Errf("jitter %q out of range: must be between 0%% and 100%%", arg)
 		}
-		return uint32(float64(floor) * p / 100), nil
+		j.share, j.percent = true, p
+		return j, nil
 	}
 	s, err := seconds(c, arg)
 	if err != nil {
-		return 0, err
+		return j, err
 	}
 	if s > maxTTL {
-		return 0, c.Errf("jitter %q above the largest TTL (%d s)", arg, maxTTL)
+		return j, c.Errf("jitter %q above the largest TTL (%d s)", arg, maxTTL)
 	}
-	return uint32(s), nil
+	j.seconds = uint32(s)
+	return j, nil
+}
+
+// of is the jitter in whole seconds for floor.
+func (j jitter) of(floor uint32) uint32 {
+	if j.share {
+		return uint32(float64(floor) * j.percent / 100)
+	}
+	return j.seconds
 }
 
 func typesArgs(c *caddy.Controller) ([]uint16, error) {
