@@ -44,26 +44,18 @@ func requireTools(t *testing.T) (coredns, dig string) {
 // corefile fills in a Corefile from testdata/e2e: ZONE and a fresh port for every other placeholder.
 func corefile(t *testing.T, name string, placeholders ...string) (string, map[string]string) {
 	t.Helper()
-	text, err := os.ReadFile(filepath.Join("testdata", "e2e", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	zone, err := filepath.Abs(filepath.Join("testdata", "cluster.local.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	ports := map[string]string{}
-	s := strings.ReplaceAll(string(text), "ZONE", zone)
+	var pairs []string
 	for _, p := range placeholders {
 		port, err := lab.FreePort()
 		if err != nil {
 			t.Fatal(err)
 		}
 		ports[p] = port
-		s = strings.ReplaceAll(s, p, port)
+		pairs = append(pairs, p, port)
 	}
-	path := filepath.Join(t.TempDir(), "Corefile")
-	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+	path, err := lab.WriteCorefile(filepath.Join("testdata", "e2e", name), filepath.Join("testdata", "cluster.local.db"), t.TempDir(), pairs...)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return path, ports
@@ -80,33 +72,21 @@ func startCoreDNS(t *testing.T, name string, placeholders ...string) *coreDNS {
 func launch(t *testing.T, path string, ports map[string]string) *coreDNS {
 	t.Helper()
 	binary, _ := requireTools(t)
-	logPath := filepath.Join(t.TempDir(), "coredns.log")
-	log, err := os.Create(logPath)
+	p, err := lab.Start(context.Background(), filepath.Join(t.TempDir(), "coredns.log"), nil, binary, "-conf", path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer log.Close()
-	cmd := exec.Command(binary, "-conf", path)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
-	for p, port := range ports {
-		if p == "METRICS" || p == "CLOSED" {
+	t.Cleanup(p.Stop)
+	for name, port := range ports {
+		if name == "METRICS" || name == "CLOSED" {
 			continue
 		}
-		if err := lab.WaitForDNS(context.Background(), "127.0.0.1:"+port, exited); err != nil {
-			out, _ := os.ReadFile(logPath)
+		if err := lab.WaitForDNS(context.Background(), "127.0.0.1:"+port, p.Exited); err != nil {
+			out, _ := os.ReadFile(p.Log)
 			t.Fatalf("coredns: %v:\n%s", err, out)
 		}
 	}
-	return &coreDNS{ports: ports, log: logPath}
+	return &coreDNS{ports: ports, log: p.Log}
 }
 
 // dig runs dig against port from source address 127.0.0.<client> and returns

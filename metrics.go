@@ -71,49 +71,41 @@ var (
 )
 
 func countersFor(server, zone string) *zoneCounters {
-	key := serverZone{server, zone}
-	if m := allCounters.Load(); m != nil {
-		if z, ok := (*m)[key]; ok {
-			return z
+	return loadOrStore(&allCounters, serverZone{server, zone}, func() *zoneCounters {
+		return &zoneCounters{
+			serverZone: serverZone{server, zone},
+			responses:  raisedResponses.WithLabelValues(server, zone),
+			zero:       zeroTTLRecords.WithLabelValues(server, zone),
 		}
-	}
-	countersMu.Lock()
-	defer countersMu.Unlock()
-	next := map[serverZone]*zoneCounters{}
-	if old := allCounters.Load(); old != nil {
-		if z, ok := (*old)[key]; ok {
-			return z
-		}
-		maps.Copy(next, *old)
-	}
-	z := &zoneCounters{
-		serverZone: key,
-		responses:  raisedResponses.WithLabelValues(server, zone),
-		zero:       zeroTTLRecords.WithLabelValues(server, zone),
-	}
-	next[key] = z
-	allCounters.Store(&next)
-	return z
+	})
 }
 
 func (z *zoneCounters) records(t uint16) prometheus.Counter {
-	if m := z.byType.Load(); m != nil {
-		if c, ok := (*m)[t]; ok {
-			return c
+	return loadOrStore(&z.byType, t, func() prometheus.Counter {
+		return raisedRecords.WithLabelValues(z.server, z.zone, typeName(t))
+	})
+}
+
+// loadOrStore returns the value of key in the map *p, creating it with create
+// and storing a new map holding it when key is new.
+func loadOrStore[K comparable, V any](p *atomic.Pointer[map[K]V], key K, create func() V) V {
+	if m := p.Load(); m != nil {
+		if v, ok := (*m)[key]; ok {
+			return v
 		}
 	}
 	countersMu.Lock()
 	defer countersMu.Unlock()
-	next := map[uint16]prometheus.Counter{}
-	if old := z.byType.Load(); old != nil {
-		if c, ok := (*old)[t]; ok {
-			return c
+	next := map[K]V{}
+	if old := p.Load(); old != nil {
+		if v, ok := (*old)[key]; ok {
+			return v
 		}
 		maps.Copy(next, *old)
 	}
-	next[t] = raisedRecords.WithLabelValues(z.server, z.zone, typeName(t))
-	z.byType.Store(&next)
-	return next[t]
+	next[key] = create()
+	p.Store(&next)
+	return next[key]
 }
 
 func typeName(t uint16) string {

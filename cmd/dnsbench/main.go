@@ -44,7 +44,7 @@ type sample struct {
 
 type server struct {
 	name, port, pprof string
-	cmd               *exec.Cmd
+	proc              *lab.Process
 	dir               string
 }
 
@@ -125,42 +125,24 @@ func start(ctx context.Context, cfg config, name string) (*server, error) {
 	if s.pprof, err = lab.FreePort(); err != nil {
 		return nil, err
 	}
-	zone, err := filepath.Abs(filepath.Join(cfg.testdata, "cluster.local.db"))
+	corefile, err := lab.WriteCorefile(filepath.Join(cfg.testdata, "bench", name+".Corefile"), filepath.Join(cfg.testdata, "cluster.local.db"),
+		dir, "PPROF", s.pprof, "PORT", s.port)
 	if err != nil {
 		return nil, err
 	}
-	text, err := os.ReadFile(filepath.Join(cfg.testdata, "bench", name+".Corefile"))
-	if err != nil {
-		return nil, err
-	}
-	corefile := filepath.Join(dir, "Corefile")
-	filled := strings.NewReplacer("PPROF", s.pprof, "PORT", s.port, "ZONE", zone).Replace(string(text))
-	if err := os.WriteFile(corefile, []byte(filled), 0o600); err != nil {
-		return nil, err
-	}
-	argv := []string{cfg.coredns, "-conf", corefile}
+	argv, env := []string{cfg.coredns, "-conf", corefile}, []string(nil)
 	if cfg.pin {
-		argv = append([]string{"taskset", "-c", "0"}, argv...)
+		argv, env = append([]string{"taskset", "-c", "0"}, argv...), []string{"GOMAXPROCS=1"}
 	}
-	s.cmd = exec.CommandContext(ctx, argv[0], argv[1:]...)
-	if cfg.pin {
-		s.cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
-	}
-	log, err := os.Create(filepath.Join(dir, "coredns.log"))
-	if err != nil {
+	if s.proc, err = lab.Start(ctx, filepath.Join(dir, "coredns.log"), env, argv...); err != nil {
 		return nil, err
 	}
-	s.cmd.Stdout, s.cmd.Stderr = log, log
-	if err := s.cmd.Start(); err != nil {
-		return nil, err
-	}
-	return s, lab.WaitForDNS(ctx, "127.0.0.1:"+s.port, nil)
+	return s, lab.WaitForDNS(ctx, "127.0.0.1:"+s.port, s.proc.Exited)
 }
 
 func (s *server) stop() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		s.cmd.Process.Kill()
-		s.cmd.Wait()
+	if s.proc != nil {
+		s.proc.Stop()
 	}
 	os.RemoveAll(s.dir)
 }
@@ -168,7 +150,7 @@ func (s *server) stop() {
 // measure runs dnsperf twice against s: at the fixed load (CPU per query,
 // latency) and unlimited (saturation throughput).
 func measure(ctx context.Context, cfg config, s *server) (sample, error) {
-	before, err := lab.CPUTime(s.cmd.Process.Pid)
+	before, err := lab.CPUTime(s.proc.Cmd.Process.Pid)
 	if err != nil {
 		return sample{}, err
 	}
@@ -176,7 +158,7 @@ func measure(ctx context.Context, cfg config, s *server) (sample, error) {
 	if err != nil {
 		return sample{}, err
 	}
-	after, err := lab.CPUTime(s.cmd.Process.Pid)
+	after, err := lab.CPUTime(s.proc.Cmd.Process.Pid)
 	if err != nil {
 		return sample{}, err
 	}

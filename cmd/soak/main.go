@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -74,13 +73,17 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	cmd, logPath, err := startCoreDNS(ctx, cfg, dir, port)
+	corefile, err := lab.WriteCorefile(filepath.Join(cfg.testdata, "soak.Corefile"), filepath.Join(cfg.testdata, "cluster.local.db"), dir, "PORT", port)
 	if err != nil {
 		return err
 	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	server, err := lab.Start(ctx, filepath.Join(dir, "coredns.log"), nil, cfg.coredns, "-conf", corefile)
+	if err != nil {
+		return err
+	}
+	defer server.Stop()
 	addr := "127.0.0.1:" + port
-	if err := lab.WaitForDNS(ctx, addr, nil); err != nil {
+	if err := lab.WaitForDNS(ctx, addr, server.Exited); err != nil {
 		return err
 	}
 
@@ -92,37 +95,14 @@ func run(ctx context.Context, cfg config) error {
 		wg.Go(func() { verify(loadCtx, addr, net.IPv4(127, 0, 0, byte(21+i)), v) })
 	}
 	rss := make(chan []int64, 1)
-	go func() { rss <- sampleRSS(loadCtx, cmd.Process.Pid) }()
+	go func() { rss <- sampleRSS(loadCtx, server.Cmd.Process.Pid) }()
 
 	perf, perfErr := lab.Dnsperf(ctx, "dnsperf", "-s", "127.0.0.1", "-p", port, "-d", filepath.Join(cfg.testdata, "bench", "queries.txt"),
 		"-l", strconv.Itoa(int(cfg.duration.Seconds())), "-e", "-c", "4", "-q", "64", "-t", "2", "-S", "10")
 	cancel()
 	wg.Wait()
 	samples := <-rss
-	return judge(cfg, perf, perfErr, v, samples, logPath)
-}
-
-func startCoreDNS(ctx context.Context, cfg config, dir, port string) (*exec.Cmd, string, error) {
-	zone, err := filepath.Abs(filepath.Join(cfg.testdata, "cluster.local.db"))
-	if err != nil {
-		return nil, "", err
-	}
-	text, err := os.ReadFile(filepath.Join(cfg.testdata, "soak.Corefile"))
-	if err != nil {
-		return nil, "", err
-	}
-	corefile := filepath.Join(dir, "Corefile")
-	if err := os.WriteFile(corefile, []byte(strings.NewReplacer("PORT", port, "ZONE", zone).Replace(string(text))), 0o600); err != nil {
-		return nil, "", err
-	}
-	logPath := filepath.Join(dir, "coredns.log")
-	log, err := os.Create(logPath)
-	if err != nil {
-		return nil, "", err
-	}
-	cmd := exec.CommandContext(ctx, cfg.coredns, "-conf", corefile)
-	cmd.Stdout, cmd.Stderr = log, log
-	return cmd, logPath, cmd.Start()
+	return judge(cfg, perf, perfErr, v, samples, server.Log)
 }
 
 // verify asks for a Linkerd SRV name every 50 ms from src and checks each answer.

@@ -36,19 +36,13 @@ func allScenarios() []string {
 type server struct {
 	addr     string
 	describe string
-	procs    []process
+	procs    []*lab.Process
 	dir      string
-}
-
-type process struct {
-	cmd    *exec.Cmd
-	exited chan struct{}
 }
 
 func (s *server) stop() {
 	for _, p := range s.procs {
-		p.cmd.Process.Kill()
-		<-p.exited
+		p.Stop()
 	}
 	os.RemoveAll(s.dir)
 }
@@ -89,23 +83,15 @@ func startScenario(ctx context.Context, cfg config, name string) (*server, error
 }
 
 func (s *server) startCoreDNS(ctx context.Context, cfg config, corefile string) (string, error) {
-	zone, err := filepath.Abs(filepath.Join(cfg.testdata, "cluster.local.db"))
-	if err != nil {
-		return "", err
-	}
 	port, err := lab.FreePort()
 	if err != nil {
 		return "", err
 	}
-	path := filepath.Join(s.dir, "Corefile")
-	if err := fill(filepath.Join(cfg.testdata, "storm", corefile), path, "PORT", port, "ZONE", zone); err != nil {
+	path, err := lab.WriteCorefile(filepath.Join(cfg.testdata, "storm", corefile), filepath.Join(cfg.testdata, "cluster.local.db"), s.dir, "PORT", port)
+	if err != nil {
 		return "", err
 	}
-	addr := "127.0.0.1:" + port
-	if err := s.start(ctx, addr, cfg.coredns, "-conf", path); err != nil {
-		return "", err
-	}
-	return port, nil
+	return port, s.start(ctx, "127.0.0.1:"+port, cfg.coredns, "-conf", path)
 }
 
 func (s *server) startResolver(ctx context.Context, cfg config, resolver, upstream string) error {
@@ -127,23 +113,16 @@ func (s *server) startResolver(ctx context.Context, cfg config, resolver, upstre
 }
 
 // start runs a server process and waits until addr answers a query.
-func (s *server) start(ctx context.Context, addr, name string, args ...string) error {
-	cmd := exec.CommandContext(ctx, name, args...)
-	log, err := os.Create(filepath.Join(s.dir, filepath.Base(name)+".log"))
+func (s *server) start(ctx context.Context, addr string, argv ...string) error {
+	p, err := lab.Start(ctx, filepath.Join(s.dir, filepath.Base(argv[0])+".log"), nil, argv...)
 	if err != nil {
 		return err
 	}
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	s.procs = append(s.procs, process{cmd, exited})
+	s.procs = append(s.procs, p)
 	s.addr = addr
-	if err := lab.WaitForDNS(ctx, addr, exited); err != nil {
-		out, _ := os.ReadFile(log.Name())
-		return fmt.Errorf("%s: %w:\n%s", name, err, out)
+	if err := lab.WaitForDNS(ctx, addr, p.Exited); err != nil {
+		out, _ := os.ReadFile(p.Log)
+		return fmt.Errorf("%s: %w:\n%s", argv[0], err, out)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -98,4 +99,53 @@ func RSS(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("/proc/%d/status has no VmRSS", pid)
+}
+
+// WriteCorefile fills the Corefile template: ZONE becomes the absolute path of
+// zonefile and each placeholder in pairs its value. It writes dir/Corefile and
+// returns its path.
+func WriteCorefile(template, zonefile, dir string, pairs ...string) (string, error) {
+	zone, err := filepath.Abs(zonefile)
+	if err != nil {
+		return "", err
+	}
+	text, err := os.ReadFile(template)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "Corefile")
+	filled := strings.NewReplacer(slices.Concat(pairs, []string{"ZONE", zone})...).Replace(string(text))
+	return path, os.WriteFile(path, []byte(filled), 0o600)
+}
+
+// Process is a server started by Start.
+type Process struct {
+	Cmd    *exec.Cmd
+	Log    string        // the file holding its output
+	Exited chan struct{} // closed when it has exited
+}
+
+// Start runs argv (with env added to this process's environment) and sends its
+// output to logPath.
+func Start(ctx context.Context, logPath string, env []string, argv ...string) (*Process, error) {
+	log, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer log.Close() // the child has its own descriptor
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &Process{Cmd: cmd, Log: logPath, Exited: make(chan struct{})}
+	go func() { cmd.Wait(); close(p.Exited) }()
+	return p, nil
+}
+
+// Stop kills the process and waits until it has exited.
+func (p *Process) Stop() {
+	p.Cmd.Process.Kill()
+	<-p.Exited
 }
