@@ -1,44 +1,70 @@
 # Two commands do everything: `make run` serves testdata/ on 127.0.0.1:1053,
 # `make test` runs every test. See README.md.
+#
+# The plugin is the module at the top (go.mod: the oldest CoreDNS it supports).
+# Everything that builds a whole CoreDNS (./coredns, the storm lab, the
+# benchmarks, the soak, the end-to-end tests) is the module in lab/, on
+# CoreDNS v1.15.0, so none of it reaches users' builds.
 
 GO ?= go
+NEED := lab/need
 # The directive minttl is listed above in plugin.cfg.example.
 ABOVE := $(shell awk -F: '/^minttl:/ {getline; print $$1; exit}' plugin.cfg.example)
-SOURCES := $(wildcard *.go cmd/coredns/*.go) go.mod go.sum plugin.cfg.example
+SOURCES := $(wildcard *.go) go.mod go.sum plugin.cfg.example $(shell find lab -name '*.go') lab/go.mod lab/go.sum
 FUZZTIME ?= 60s
+# make compat builds each of these CoreDNS releases (default: all of
+# lab/compat/versions); make test the oldest and the newest.
+COMPAT_VERSIONS ?= $(shell awk '/^v/ {print $$1}' lab/compat/versions)
+COMPAT_CI := $(shell awk '/^v/ {print $$1}' lab/compat/versions | sed -n '1p;$$p')
+# The end-to-end tests run this binary (built from this checkout just before).
+TEST_ENV := MINTTL_COREDNS=$(CURDIR)/coredns
 
-.PHONY: run test storm bench fuzz soak clean
+.PHONY: run test compat storm bench fuzz soak clean lab-tools
 
 coredns: $(SOURCES)
 	@test -n "$(ABOVE)" || { echo "plugin.cfg.example has no line after minttl's"; exit 1; }
-	$(GO) build -ldflags "-X main.placeAbove=$(ABOVE)" -o coredns ./cmd/coredns
+	cd lab && CGO_ENABLED=0 $(GO) build -ldflags "-X main.placeAbove=$(ABOVE)" -o ../coredns ./coredns
 
 run: coredns
 	./coredns -conf testdata/Corefile
 
 test: coredns
+	$(NEED) dig bind9-dnsutils
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+	cd lab && $(GO) vet ./...
+	cd lab && $(TEST_ENV) $(GO) test -race -count=1 ./... github.com/minttl/minttl
+	$(MAKE) compat COMPAT_VERSIONS="$(COMPAT_CI)" COMPAT_OUT=$(CURDIR)/.bin/compat-ci
+
+# Each CoreDNS release of lab/compat/versions built with minttl through
+# plugin.cfg (lab/build-coredns) and checked end to end with dig.
+compat:
+	$(NEED) dig bind9-dnsutils
+	lab/compat/run $(COMPAT_VERSIONS)
+
+# The lab's commands, built once and run from here.
+lab-tools:
+	cd lab && $(GO) build -o ../.bin/ ./stormlab ./dnsbench ./soak
 
 # The storm lab: 8 scenarios side by side for 5 minutes. More:
 #   make storm STORM_FLAGS="-stagger 30s -out results/storm-staggered"
-storm: coredns
-	$(GO) run ./cmd/stormlab $(STORM_FLAGS)
+storm: coredns lab-tools
+	.bin/stormlab $(STORM_FLAGS)
 
 # Go benchmarks (minttl beside rewrite), then the server benchmark with dnsperf.
-bench: coredns
+bench: coredns lab-tools
+	$(NEED) dnsperf dnsperf
 	mkdir -p results
-	$(GO) test -run '^$$' -bench . -benchmem -count 6 . | tee results/gobench.txt
+	cd lab && $(GO) test -run '^$$' -bench . -benchmem -count 6 github.com/minttl/minttl | tee ../results/gobench.txt
 	$(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da -filter '.name:Handler' -col /plugin results/gobench.txt | tee results/gobench-minttl-vs-rewrite.txt
-	command -v dnsperf >/dev/null || { apt-get update && apt-get install -y dnsperf; }
-	$(GO) run ./cmd/dnsbench $(BENCH_FLAGS)
+	.bin/dnsbench $(BENCH_FLAGS)
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzWriter -fuzztime $(FUZZTIME) .
 
-soak: coredns
-	command -v dnsperf >/dev/null || { apt-get update && apt-get install -y dnsperf; }
-	$(GO) run ./cmd/soak $(SOAK_FLAGS)
+soak: coredns lab-tools
+	$(NEED) dnsperf dnsperf
+	.bin/soak $(SOAK_FLAGS)
 
 clean:
-	rm -f coredns
+	rm -rf coredns .bin

@@ -47,7 +47,7 @@ func largeResponse(ttl uint32) *dns.Msg {
 	m := new(dns.Msg)
 	m.SetQuestion("big.linkerd.svc.cluster.local.", dns.TypeA)
 	m.Response = true
-	for i := range 50 {
+	for i := 0; i < 50; i++ {
 		m.Answer = append(m.Answer, test.A(fmt.Sprintf("big.linkerd.svc.cluster.local. %d IN A 10.1.%d.%d", ttl, i/250, i%250)))
 	}
 	m.Extra = []dns.RR{test.OPT(1232, false)}
@@ -71,7 +71,8 @@ func BenchmarkWriter(b *testing.B) {
 		b.Run(r.name, func(b *testing.B) {
 			w := &ResponseWriter{ResponseWriter: newSink("10.244.0.7"), MinTTL: newMinTTL(nil), zone: "linkerd.svc.cluster.local.", qname: r.msg.Question[0].Name}
 			b.ReportAllocs()
-			for b.Loop() {
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
 				w.WriteMsg(r.msg)
 			}
 		})
@@ -110,7 +111,8 @@ func BenchmarkHandler(b *testing.B) {
 				w := newSink("10.244.0.7")
 				ctx := context.Background()
 				b.ReportAllocs()
-				for b.Loop() {
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
 					h.ServeDNS(ctx, w, req)
 				}
 			})

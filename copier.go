@@ -70,7 +70,7 @@ func next[T any](array *[]T, r *T, left int) *T {
 }
 
 func (c *copier) count(t uint16) {
-	for i := range c.kinds {
+	for i := 0; i < c.kinds; i++ {
 		if c.types[i] == t {
 			c.raised[i]++
 			return

@@ -163,10 +163,10 @@ func TestConcurrentClients(t *testing.T) {
 	m.now = time.Now
 	const workers, each = 16, 200
 	errs := make(chan string, workers)
-	for g := range workers {
-		go func() {
+	for g := 0; g < workers; g++ {
+		go func(g int) {
 			var problem string
-			for i := range each {
+			for i := 0; i < each; i++ {
 				w := &test.ResponseWriter{RemoteIP: net.IPv4(10, 244, byte(g), byte(i)).String(), TCP: i%2 == 0}
 				rec := dnstest.NewRecorder(w)
 				req := new(dns.Msg)
@@ -181,9 +181,9 @@ func TestConcurrentClients(t *testing.T) {
 				}
 			}
 			errs <- problem
-		}()
+		}(g)
 	}
-	for range workers {
+	for i := 0; i < workers; i++ {
 		if p := <-errs; p != "" {
 			t.Error(p)
 		}

@@ -83,7 +83,7 @@ func addressKey(ip net.IP) uint64 {
 		return 0
 	}
 	var hi, lo uint64
-	for i := range 8 {
+	for i := 0; i < 8; i++ {
 		hi = hi<<8 | uint64(ip[i])
 		lo = lo<<8 | uint64(ip[8+i])
 	}

@@ -42,7 +42,7 @@ func (w *ResponseWriter) report(c *copier) {
 	if c.zero > 0 {
 		z.zero.Add(float64(c.zero))
 	}
-	for i := range c.kinds {
+	for i := 0; i < c.kinds; i++ {
 		z.records(c.types[i]).Add(float64(c.raised[i]))
 	}
 	for t, n := range c.other {

@@ -21,7 +21,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/minttl/minttl/internal/lab"
+	"github.com/minttl/minttl/lab/internal/lab"
 )
 
 type config struct {

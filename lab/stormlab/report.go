@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/minttl/minttl/internal/lab"
+	"github.com/minttl/minttl/lab/internal/lab"
 )
 
 // zoneTTL is the TTL of the SRV records in testdata/cluster.local.db, the

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/minttl/minttl/internal/lab"
+	"github.com/minttl/minttl/lab/internal/lab"
 )
 
 // scenarios maps a scenario's name to its Corefile under testdata/storm, and

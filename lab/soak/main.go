@@ -22,7 +22,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/minttl/minttl/internal/lab"
+	"github.com/minttl/minttl/lab/internal/lab"
 )
 
 type config struct {
@@ -119,31 +119,10 @@ func verify(ctx context.Context, addr string, src net.IP, v *verdict) {
 		if err != nil {
 			v.add(fmt.Sprintf("%s: %v", src, err))
 		} else {
-			v.add(problem(resp, i%3 == 0))
+			v.add(lab.SRVProblem(resp, i%3 == 0))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// problem describes how resp breaks the contract for the defaults, or is "".
-func problem(resp *dns.Msg, do bool) string {
-	if resp.Rcode != dns.RcodeSuccess || len(resp.Answer) != 3 || len(resp.Extra) != 4 {
-		return "incomplete answer: " + resp.String()
-	}
-	ttl := resp.Answer[0].Header().Ttl
-	if ttl < 30 || ttl > 36 {
-		return fmt.Sprintf("TTL %d outside 30..36", ttl)
-	}
-	for _, rr := range append(append([]dns.RR{}, resp.Answer...), resp.Extra...) {
-		if opt, ok := rr.(*dns.OPT); ok {
-			if opt.Do() != do {
-				return "DO bit changed"
-			}
-		} else if rr.Header().Ttl != ttl {
-			return "more than one TTL in a response: " + resp.String()
-		}
-	}
-	return ""
 }
 
 // sampleRSS reads the server's resident memory once a second until ctx ends.

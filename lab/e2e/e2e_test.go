@@ -1,6 +1,6 @@
-package minttl
+package e2e
 
-// End-to-end tests: the real ./coredns (make coredns) with real Corefiles,
+// End-to-end tests: a real CoreDNS built with minttl (lab.Main) with real Corefiles,
 // queried with real dig over UDP and TCP from several loopback source addresses.
 
 import (
@@ -17,7 +17,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/minttl/minttl/internal/lab"
+	"github.com/minttl/minttl/lab/internal/lab"
 )
 
 // coreDNS is a running ./coredns; t.Cleanup stops it.
@@ -26,19 +26,18 @@ type coreDNS struct {
 	log   string // its output
 }
 
-func requireTools(t *testing.T) (coredns, dig string) {
+func TestMain(m *testing.M) { os.Exit(lab.Main(m)) }
+
+// testdata is the repository's testdata folder.
+var testdata = filepath.Join("..", "..", "testdata")
+
+func requireDig(t *testing.T) string {
 	t.Helper()
-	coredns, err := filepath.Abs("coredns")
-	if err == nil {
-		_, err = os.Stat(coredns)
-	}
+	dig, err := exec.LookPath("dig")
 	if err != nil {
-		t.Fatalf("./coredns is missing (build it with make coredns): %v", err)
+		t.Fatalf("dig is missing (make test installs it; or apt-get install bind9-dnsutils): %v", err)
 	}
-	if dig, err = exec.LookPath("dig"); err != nil {
-		t.Fatalf("dig is missing (apt-get install bind9-dnsutils): %v", err)
-	}
-	return coredns, dig
+	return dig
 }
 
 // corefile fills in a Corefile from testdata/e2e: ZONE and a fresh port for every other placeholder.
@@ -54,7 +53,7 @@ func corefile(t *testing.T, name string, placeholders ...string) (string, map[st
 		ports[p] = port
 		pairs = append(pairs, p, port)
 	}
-	path, err := lab.WriteCorefile(filepath.Join("testdata", "e2e", name), filepath.Join("testdata", "cluster.local.db"), t.TempDir(), pairs...)
+	path, err := lab.WriteCorefile(filepath.Join(testdata, "e2e", name), filepath.Join(testdata, "cluster.local.db"), t.TempDir(), pairs...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,8 +70,7 @@ func startCoreDNS(t *testing.T, name string, placeholders ...string) *coreDNS {
 // but METRICS and CLOSED answers.
 func launch(t *testing.T, path string, ports map[string]string) *coreDNS {
 	t.Helper()
-	binary, _ := requireTools(t)
-	p, err := lab.Start(context.Background(), filepath.Join(t.TempDir(), "coredns.log"), nil, binary, "-conf", path)
+	p, err := lab.Start(context.Background(), filepath.Join(t.TempDir(), "coredns.log"), nil, lab.CoreDNS, "-conf", path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +122,7 @@ func digOutput(t *testing.T, port string, client int, args ...string) string {
 // digFrom runs dig against server:port from the source address src.
 func digFrom(t *testing.T, server, port, src string, args ...string) string {
 	t.Helper()
-	_, dig := requireTools(t)
+	dig := requireDig(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	all := append([]string{"@" + server, "-p", port, "-b", src, "+tries=1", "+time=5"}, args...)
@@ -159,7 +157,7 @@ func TestE2EContract(t *testing.T) {
 	for client := 10; client < 30; client++ {
 		for _, transport := range []string{"+notcp", "+tcp"} {
 			second := time.Now().Unix()
-			rrs := digRRs(t, port, client, transport, "SRV", srvName)
+			rrs := digRRs(t, port, client, transport, "SRV", lab.SRVName)
 			if bySecond[second] == nil {
 				bySecond[second] = map[uint32]bool{}
 			}
@@ -180,13 +178,13 @@ func TestE2EContract(t *testing.T) {
 	}
 
 	t.Run("control without minttl decays", func(t *testing.T) {
-		first := digRRs(t, s.ports["CONTROL"], 10, "SRV", srvName)[0].Header().Ttl
+		first := digRRs(t, s.ports["CONTROL"], 10, "SRV", lab.SRVName)[0].Header().Ttl
 		time.Sleep(1200 * time.Millisecond)
-		then := digRRs(t, s.ports["CONTROL"], 10, "SRV", srvName)[0].Header().Ttl
+		then := digRRs(t, s.ports["CONTROL"], 10, "SRV", lab.SRVName)[0].Header().Ttl
 		if first > 5 || then >= 5 {
 			t.Errorf("control TTLs %d then %d, want cache's decaying TTLs below 5", first, then)
 		}
-		raised := digRRs(t, port, 10, "SRV", srvName)[0].Header().Ttl
+		raised := digRRs(t, port, 10, "SRV", lab.SRVName)[0].Header().Ttl
 		if raised < 30 {
 			t.Errorf("minttl server handed out %d while the control decays", raised)
 		}
@@ -207,8 +205,8 @@ func TestE2EContract(t *testing.T) {
 	})
 
 	t.Run("negative answers untouched by default", func(t *testing.T) {
-		for _, name := range []string{"nope.linkerd.svc.cluster.local.", srvName} {
-			qtype := map[bool]string{true: "A", false: "TXT"}[name != srvName]
+		for _, name := range []string{"nope.linkerd.svc.cluster.local.", lab.SRVName} {
+			qtype := map[bool]string{true: "A", false: "TXT"}[name != lab.SRVName]
 			rrs := digRRs(t, s.ports["DIRECT"], 13, qtype, name)
 			if soa, ok := rrs[0].(*dns.SOA); !ok || soa.Hdr.Ttl > 5 {
 				t.Errorf("%s %s: authority %v, want the SOA with its TTL of 5", qtype, name, rrs[0])
@@ -217,7 +215,7 @@ func TestE2EContract(t *testing.T) {
 	})
 
 	t.Run("EDNS DO bit intact", func(t *testing.T) {
-		out := digOutput(t, port, 14, "+dnssec", "SRV", srvName)
+		out := digOutput(t, port, 14, "+dnssec", "SRV", lab.SRVName)
 		if !strings.Contains(out, "; EDNS: version: 0, flags: do;") {
 			t.Errorf("DO bit lost:\n%s", out)
 		}
@@ -252,8 +250,8 @@ func TestE2EReplicasAgree(t *testing.T) {
 	for client := 40; client < 45; client++ {
 		for attempt := 0; ; attempt++ {
 			second := time.Now().Unix()
-			ta := digRRs(t, a.ports["PORT"], client, "SRV", srvName)[0].Header().Ttl
-			tb := digRRs(t, b.ports["PORT"], client, "SRV", srvName)[0].Header().Ttl
+			ta := digRRs(t, a.ports["PORT"], client, "SRV", lab.SRVName)[0].Header().Ttl
+			tb := digRRs(t, b.ports["PORT"], client, "SRV", lab.SRVName)[0].Header().Ttl
 			if time.Now().Unix() != second && attempt < 5 {
 				continue // the clock ticked between the two queries: jitter may differ by design
 			}
@@ -266,11 +264,10 @@ func TestE2EReplicasAgree(t *testing.T) {
 }
 
 func TestE2EBadCorefileRefusesToStart(t *testing.T) {
-	binary, _ := requireTools(t)
 	path, _ := corefile(t, "bad.Corefile", "PORT")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, binary, "-conf", path).CombinedOutput()
+	out, err := exec.CommandContext(ctx, lab.CoreDNS, "-conf", path).CombinedOutput()
 	if err == nil || ctx.Err() != nil {
 		t.Fatalf("coredns with a bad Corefile: err %v, want a non-zero exit\n%s", err, out)
 	}

@@ -1,7 +1,7 @@
-package minttl
+package e2e
 
 // Failure modes, hostile input and live reconfiguration, against the real
-// ./coredns: minttl must never crash it, never corrupt an answer and never lose
+// CoreDNS: minttl must never crash it, never corrupt an answer and never lose
 // a query.
 
 import (
@@ -17,6 +17,8 @@ import (
 	"github.com/coredns/coredns/plugin/test"
 
 	"github.com/miekg/dns"
+
+	"github.com/minttl/minttl/lab/internal/lab"
 )
 
 // failingUpstream answers every query under failing.test. with the rcode its
@@ -90,7 +92,7 @@ func TestE2EFailureModes(t *testing.T) {
 	})
 
 	t.Run("EDNS DO bit and padding survive", func(t *testing.T) {
-		out := digOutput(t, port, 13, "+dnssec", "+padding=128", "SRV", srvName)
+		out := digOutput(t, port, 13, "+dnssec", "+padding=128", "SRV", lab.SRVName)
 		if !strings.Contains(out, "flags: do;") || !strings.Contains(out, "status: NOERROR") {
 			t.Fatalf("EDNS lost:\n%s", out)
 		}
@@ -112,7 +114,7 @@ func TestE2EFailureModes(t *testing.T) {
 		sent := map[uint16]string{}
 		for i := range 10 {
 			q := new(dns.Msg)
-			q.SetQuestion([]string{srvName, "linkerd-dst-headless.linkerd.svc.cluster.local."}[i%2], dns.TypeSRV)
+			q.SetQuestion([]string{lab.SRVName, "linkerd-dst-headless.linkerd.svc.cluster.local."}[i%2], dns.TypeSRV)
 			q.SetEdns0(4096, false)
 			sent[q.Id] = q.Question[0].Name
 			if err := conn.WriteMsg(q); err != nil {
@@ -128,7 +130,7 @@ func TestE2EFailureModes(t *testing.T) {
 				t.Errorf("answer %d is for %s, asked %s", resp.Id, resp.Question[0].Name, sent[resp.Id])
 			}
 			delete(sent, resp.Id)
-			if p := contractProblem(resp, false); p != "" {
+			if p := lab.SRVProblem(resp, false); p != "" {
 				t.Error(p)
 			}
 		}
@@ -137,7 +139,7 @@ func TestE2EFailureModes(t *testing.T) {
 	t.Run("IPv6 loopback clients", func(t *testing.T) {
 		seen := map[uint32]bool{}
 		for _, transport := range []string{"+notcp", "+tcp"} {
-			rrs := parseRRs(t, digFrom(t, "::1", port, "::1", "+noall", "+answer", "+additional", transport, "SRV", srvName))
+			rrs := parseRRs(t, digFrom(t, "::1", port, "::1", "+noall", "+answer", "+additional", transport, "SRV", lab.SRVName))
 			for set, ttl := range oneTTLPerRRset(t, rrs) {
 				if ttl < 30 || ttl > 36 {
 					t.Errorf("IPv6 %s: %s TTL %d, want 30..36", transport, set, ttl)
@@ -166,7 +168,7 @@ func TestE2EHostileInput(t *testing.T) {
 			c := &dns.Client{Timeout: 2 * time.Second, Dialer: &net.Dialer{LocalAddr: &net.UDPAddr{IP: net.IPv4(127, 0, 0, byte(50+i))}}}
 			for ctx.Err() == nil {
 				q := new(dns.Msg)
-				q.SetQuestion(srvName, dns.TypeSRV)
+				q.SetQuestion(lab.SRVName, dns.TypeSRV)
 				q.SetEdns0(1232, false)
 				resp, _, err := c.Exchange(q, addr)
 				if err != nil { // like any stub resolver, try once more
@@ -178,7 +180,7 @@ func TestE2EHostileInput(t *testing.T) {
 					problems = append(problems, err.Error())
 				default:
 					answers++
-					if p := contractProblem(resp, false); p != "" {
+					if p := lab.SRVProblem(resp, false); p != "" {
 						problems = append(problems, p)
 					}
 				}
@@ -190,7 +192,7 @@ func TestE2EHostileInput(t *testing.T) {
 
 	rng := rand.New(rand.NewPCG(1, 2))
 	valid := new(dns.Msg)
-	valid.SetQuestion(srvName, dns.TypeSRV)
+	valid.SetQuestion(lab.SRVName, dns.TypeSRV)
 	wire, _ := valid.Pack()
 	sentUDP, sentTCP := 0, 0
 	udp, err := net.Dial("udp", addr)
@@ -231,7 +233,7 @@ func TestE2EHostileInput(t *testing.T) {
 	if answers == 0 || len(problems) > 0 {
 		t.Errorf("%d answers, problems: %v", answers, problems)
 	}
-	rrs := digRRs(t, s.ports["PORT"], 60, "SRV", srvName)
+	rrs := digRRs(t, s.ports["PORT"], 60, "SRV", lab.SRVName)
 	if ttl := rrs[0].Header().Ttl; ttl < 30 {
 		t.Errorf("after the burst: TTL %d", ttl)
 	}
@@ -287,7 +289,7 @@ func TestE2EReload(t *testing.T) {
 	c := &dns.Client{Timeout: 2 * time.Second}
 	ask := func() (uint32, error) {
 		q := new(dns.Msg)
-		q.SetQuestion(srvName, dns.TypeSRV)
+		q.SetQuestion(lab.SRVName, dns.TypeSRV)
 		q.SetEdns0(1232, false)
 		resp, _, err := c.Exchange(q, addr)
 		if err != nil {

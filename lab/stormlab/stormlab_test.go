@@ -6,21 +6,18 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/minttl/minttl/lab/internal/lab"
 )
 
-// TestShortLab runs a small lab on the real ./coredns (make coredns) and checks
+func TestMain(m *testing.M) { os.Exit(lab.Main(m)) }
+
+// TestShortLab runs a small lab on a real CoreDNS with minttl and checks
 // the direction of the result: clients that start spread out stay spread with
 // minttl, where cache pulls them back together, and minttl sends fewer queries.
 func TestShortLab(t *testing.T) {
-	coredns, err := filepath.Abs(filepath.Join("..", "..", "coredns"))
-	if err == nil {
-		_, err = os.Stat(coredns)
-	}
-	if err != nil {
-		t.Fatalf("../../coredns is missing (build it with make coredns): %v", err)
-	}
 	cfg := config{
-		coredns:   coredns,
+		coredns:   lab.CoreDNS,
 		testdata:  filepath.Join("..", "..", "testdata"),
 		out:       t.TempDir(),
 		clients:   20,
