@@ -31,15 +31,6 @@ func TestMain(m *testing.M) { os.Exit(lab.Main(m)) }
 // testdata is the repository's testdata folder.
 var testdata = filepath.Join("..", "..", "testdata")
 
-func requireDig(t *testing.T) string {
-	t.Helper()
-	dig, err := exec.LookPath("dig")
-	if err != nil {
-		t.Fatalf("dig is missing (make test installs it; or apt-get install bind9-dnsutils): %v", err)
-	}
-	return dig
-}
-
 // corefile fills in a Corefile from testdata/e2e: ZONE and a fresh port for every other placeholder.
 func corefile(t *testing.T, name string, placeholders ...string) (string, map[string]string) {
 	t.Helper()
@@ -97,19 +88,9 @@ func digRRs(t *testing.T, port string, client int, args ...string) []dns.RR {
 // parseRRs reads the records dig printed.
 func parseRRs(t *testing.T, out string) []dns.RR {
 	t.Helper()
-	var rrs []dns.RR
-	for _, line := range strings.Split(out, "\n") {
-		if line = strings.TrimSpace(line); line == "" || strings.HasPrefix(line, ";") {
-			continue
-		}
-		rr, err := dns.NewRR(line)
-		if err != nil {
-			t.Fatalf("dig printed %q: %v", line, err)
-		}
-		rrs = append(rrs, rr)
-	}
-	if len(rrs) == 0 {
-		t.Fatalf("dig printed no records:\n%s", out)
+	rrs, err := lab.ParseRRs(out)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return rrs
 }
@@ -122,15 +103,11 @@ func digOutput(t *testing.T, port string, client int, args ...string) string {
 // digFrom runs dig against server:port from the source address src.
 func digFrom(t *testing.T, server, port, src string, args ...string) string {
 	t.Helper()
-	dig := requireDig(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	all := append([]string{"@" + server, "-p", port, "-b", src, "+tries=1", "+time=5"}, args...)
-	out, err := exec.CommandContext(ctx, dig, all...).CombinedOutput()
+	out, err := lab.Dig(server, port, src, args...)
 	if err != nil {
-		t.Fatalf("dig %v: %v\n%s", all, err, out)
+		t.Fatal(err)
 	}
-	return string(out)
+	return out
 }
 
 // oneTTLPerRRset checks RFC 2181 §5.2 and returns the RRsets' TTLs by name and type.
