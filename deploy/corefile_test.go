@@ -182,8 +182,8 @@ func start(t *testing.T, corefile string, w twin) *server {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		<-exited
@@ -198,8 +198,8 @@ func start(t *testing.T, corefile string, w twin) *server {
 			break
 		}
 		select {
-		case err := <-exited:
-			t.Fatalf("CoreDNS refused the Corefile (%v):\n%s\n%s", err, s.output(), text)
+		case <-exited:
+			t.Fatalf("CoreDNS refused the Corefile (%v):\n%s\n%s", cmd.ProcessState, s.output(), text)
 		case <-deadline:
 			t.Fatalf("CoreDNS not serving after 20 s:\n%s\n%s", s.output(), text)
 		case <-time.After(100 * time.Millisecond):
