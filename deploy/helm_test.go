@@ -7,7 +7,6 @@ package deploy
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 
@@ -55,14 +54,8 @@ func (s *scalar) UnmarshalJSON(b []byte) error {
 
 func readHelmValues(t *testing.T) helmValues {
 	t.Helper()
-	text, err := os.ReadFile("helm/values.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var v helmValues
-	if err := yaml.UnmarshalStrict(text, &v); err != nil {
-		t.Fatalf("helm/values.yaml: %v", err)
-	}
+	readYAML(t, "helm/values.yaml", &v, yaml.UnmarshalStrict)
 	return v
 }
 
