@@ -27,8 +27,8 @@ IMAGE_ARCHIVE ?= .bin/coredns-minttl-$(COREDNS_VERSION).tar
 IMAGE_COREDNS := .bin/compat/$(COREDNS_VERSION)/coredns
 CONTAINER := lab/container
 # The end-to-end tests run this binary (built from this checkout just before),
-# the image test this image (make image, just before).
-TEST_ENV := MINTTL_COREDNS=$(CURDIR)/coredns MINTTL_IMAGE=$(IMAGE)
+# the image test this image and its archive (make image-archive, just before).
+TEST_ENV := MINTTL_COREDNS=$(CURDIR)/coredns MINTTL_IMAGE=$(IMAGE) MINTTL_IMAGE_ARCHIVE=$(CURDIR)/$(IMAGE_ARCHIVE)
 
 .PHONY: run test compat storm bench fuzz soak clean lab-tools image image-archive image-name deploy-test
 
@@ -44,7 +44,7 @@ test: coredns
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 	cd lab && $(GO) vet ./...
-	$(MAKE) image
+	$(MAKE) image-archive
 	cd lab && $(TEST_ENV) $(GO) test -race -count=1 ./... github.com/minttl/minttl
 	$(MAKE) compat COMPAT_VERSIONS="$(COMPAT_CI)" COMPAT_OUT=$(CURDIR)/.bin/compat-ci
 	$(MAKE) deploy-test
