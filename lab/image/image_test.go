@@ -200,7 +200,7 @@ func TestImagePlugins(t *testing.T) {
 	}
 }
 
-// TestImageServes runs the image as operators do (non-root, read-only config)
+// TestImageServes runs the image as kubeadm does (non-root, read-only config)
 // and checks minttl's contract from 20 clients over UDP and TCP, on a loopback
 // port and on port 53.
 func TestImageServes(t *testing.T) {
@@ -221,8 +221,12 @@ func TestImageServes(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// kubeadm's securityContext: allowPrivilegeEscalation false (no_new_privs),
+	// capabilities drop ALL add NET_BIND_SERVICE, readOnlyRootFilesystem.
 	name := fmt.Sprintf("minttl-image-test-%d", os.Getpid())
-	cli(t, "run", "-d", "--name", name, "--network", "host", "-v", dir+":/etc/coredns:ro", image, "-conf", "/etc/coredns/Corefile")
+	cli(t, "run", "-d", "--name", name, "--network", "host", "--security-opt", "no-new-privileges",
+		"--cap-drop", "ALL", "--cap-add", "NET_BIND_SERVICE", "--read-only",
+		"-v", dir+":/etc/coredns:ro", image, "-conf", "/etc/coredns/Corefile")
 	t.Cleanup(func() { exec.Command(container, "rm", "-f", name).Run() })
 	logs := func() string { out, _ := exec.Command(container, "logs", name).CombinedOutput(); return string(out) }
 	for _, addr := range []string{"127.0.0.1:" + port, net.JoinHostPort(privileged, "53")} {
@@ -242,6 +246,9 @@ func TestImageServes(t *testing.T) {
 			if ids := strings.Fields(fields[id]); len(ids) != 4 || slices.ContainsFunc(ids, func(s string) bool { return s != nonroot }) {
 				t.Errorf("%s: %q, want %s for real, effective, saved and filesystem", id, fields[id], nonroot)
 			}
+		}
+		if fields["NoNewPrivs"] != "1" {
+			t.Errorf("NoNewPrivs %q: the process does not run as with allowPrivilegeEscalation false", fields["NoNewPrivs"])
 		}
 		var eff uint64
 		if _, err := fmt.Sscanf(fields["CapEff"], "%x", &eff); err != nil || eff != 1<<capNetBindService {
