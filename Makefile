@@ -24,7 +24,8 @@ COREDNS_VERSION ?= $(lastword $(shell awk '/^v/ {print $$1}' lab/compat/versions
 MINTTL_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 IMAGE ?= minttl/coredns:$(COREDNS_VERSION)-minttl-$(MINTTL_VERSION)
 IMAGE_ARCHIVE ?= .bin/coredns-minttl-$(COREDNS_VERSION).tar
-IMAGE_COREDNS := .bin/compat/$(COREDNS_VERSION)/coredns
+IMAGE_BUILD := .bin/compat/$(COREDNS_VERSION)
+IMAGE_COREDNS := $(IMAGE_BUILD)/coredns
 CONTAINER := lab/container
 # The end-to-end tests run this binary (built from this checkout just before),
 # the image test this image and its archive (make image-archive, just before).
@@ -56,7 +57,7 @@ compat:
 	lab/compat/run $(COMPAT_VERSIONS)
 
 image:
-	lab/build-coredns $(COREDNS_VERSION) .bin/compat/$(COREDNS_VERSION)
+	lab/build-coredns $(COREDNS_VERSION) $(IMAGE_BUILD)
 	$(NEED) setcap libcap2-bin
 	test -s /etc/ssl/certs/ca-certificates.crt || { $(NEED) update-ca-certificates ca-certificates && update-ca-certificates; }
 	rm -rf .bin/image && mkdir -p .bin/image/etc/ssl/certs
@@ -81,7 +82,7 @@ image-name:
 # the Kubernetes API types, every Corefile there (and the Helm values') run by the
 # image's CoreDNS, the Prometheus rules checked and unit-tested by promtool.
 deploy-test:
-	lab/build-coredns $(COREDNS_VERSION) .bin/compat/$(COREDNS_VERSION)
+	lab/build-coredns $(COREDNS_VERSION) $(IMAGE_BUILD)
 	$(NEED) dig bind9-dnsutils
 	$(NEED) promtool prometheus
 	cd deploy && $(GO) vet ./...
