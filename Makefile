@@ -16,14 +16,25 @@ FUZZTIME ?= 60s
 # lab/compat/versions); make test the oldest and the newest.
 COMPAT_VERSIONS ?= $(shell awk '/^v/ {print $$1}' lab/compat/versions)
 COMPAT_CI := $(shell awk '/^v/ {print $$1}' lab/compat/versions | sed -n '1p;$$p')
-# The end-to-end tests run this binary (built from this checkout just before).
-TEST_ENV := MINTTL_COREDNS=$(CURDIR)/coredns
+# make image: CoreDNS COREDNS_VERSION (default: the newest of lab/compat/versions)
+# with minttl, built the plugin.cfg way into .bin/compat/VERSION, where make compat
+# builds too, in an image FROM scratch (deploy/image). COREDNS_VERSION=v1.12.1 is
+# what kubeadm runs on Kubernetes 1.34.
+COREDNS_VERSION ?= $(lastword $(shell awk '/^v/ {print $$1}' lab/compat/versions))
+MINTTL_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMAGE ?= minttl/coredns:$(COREDNS_VERSION)-minttl-$(MINTTL_VERSION)
+IMAGE_ARCHIVE ?= .bin/coredns-minttl-$(COREDNS_VERSION).tar
+IMAGE_BUILD := .bin/compat/$(COREDNS_VERSION)
+IMAGE_COREDNS := $(IMAGE_BUILD)/coredns
+CONTAINER := lab/container
+# The end-to-end tests run this binary (built from this checkout just before),
+# the image test this image and its archive (make image-archive, just before).
+TEST_ENV := MINTTL_COREDNS=$(CURDIR)/coredns MINTTL_IMAGE=$(IMAGE) MINTTL_IMAGE_ARCHIVE=$(CURDIR)/$(IMAGE_ARCHIVE)
 # The lab builds and tests without cgo, as the static ./coredns, so a CoreDNS
-# compiled once serves all of them; the race detector (which needs cgo) runs on
-# the plugin's own tests in the top module.
+# compiled once serves all of them.
 LAB := cd lab && CGO_ENABLED=0
 
-.PHONY: run test compat storm bench fuzz soak clean lab-tools
+.PHONY: run test compat storm bench fuzz soak clean lab-tools image image-archive image-name deploy-test
 
 coredns: $(SOURCES)
 	@test -n "$(ABOVE)" || { echo "plugin.cfg.example has no line after minttl's"; exit 1; }
@@ -32,19 +43,57 @@ coredns: $(SOURCES)
 run: coredns
 	./coredns -conf testdata/Corefile
 
+# The plugin's unit tests run at both ends: CoreDNS v1.11.3 (go.mod) and, in
+# lab/, v1.15.0, there under the race detector (v1.11.3's own cache races on the
+# TTLs of its items: fixed in v1.13.0).
 test: coredns
 	$(NEED) dig bind9-dnsutils
 	$(GO) vet ./...
-	$(GO) test -race -count=1 ./...
+	$(GO) test -count=1 ./...
 	$(LAB) $(GO) vet ./...
+	$(MAKE) image-archive
 	$(LAB) $(TEST_ENV) $(GO) test -count=1 ./... github.com/minttl/minttl
+	cd lab && $(GO) test -race -count=1 github.com/minttl/minttl
 	$(MAKE) compat COMPAT_VERSIONS="$(COMPAT_CI)" COMPAT_OUT=$(CURDIR)/.bin/compat-ci
+	$(MAKE) deploy-test
 
 # Each CoreDNS release of lab/compat/versions built with minttl through
 # plugin.cfg (lab/build-coredns) and checked end to end with dig.
 compat:
 	$(NEED) dig bind9-dnsutils
 	lab/compat/run $(COMPAT_VERSIONS)
+
+image:
+	lab/build-coredns $(COREDNS_VERSION) $(IMAGE_BUILD)
+	$(NEED) setcap libcap2-bin
+	test -s /etc/ssl/certs/ca-certificates.crt || { $(NEED) update-ca-certificates ca-certificates && update-ca-certificates; }
+	rm -rf .bin/image && mkdir -p .bin/image/etc/ssl/certs
+	cp /etc/ssl/certs/ca-certificates.crt .bin/image/etc/ssl/certs/
+	cp deploy/image/passwd deploy/image/group .bin/image/etc/
+	cp $(IMAGE_COREDNS) .bin/image/coredns
+	setcap cap_net_bind_service=+ep .bin/image/coredns
+	$(CONTAINER) build --build-arg COREDNS_VERSION=$(COREDNS_VERSION) --build-arg MINTTL_VERSION=$(MINTTL_VERSION) \
+		-f deploy/image/Containerfile -t $(IMAGE) .bin/image
+
+# A docker-archive of the image, for kind load image-archive, ctr images import
+# or podman load on the nodes.
+image-archive: image
+	rm -f $(IMAGE_ARCHIVE)
+	$(CONTAINER) save -o $(IMAGE_ARCHIVE) $(IMAGE)
+	@echo "wrote $(IMAGE_ARCHIVE) ($(IMAGE))"
+
+image-name:
+	@echo $(IMAGE)
+
+# deploy/ checked offline: kustomize overlays rendered and decoded strictly into
+# the Kubernetes API types, every Corefile there (and the Helm values') run by the
+# image's CoreDNS, the Prometheus rules checked and unit-tested by promtool.
+deploy-test:
+	lab/build-coredns $(COREDNS_VERSION) $(IMAGE_BUILD)
+	$(NEED) dig bind9-dnsutils
+	$(NEED) promtool prometheus
+	cd deploy && $(GO) vet ./...
+	cd deploy && MINTTL_COREDNS=$(CURDIR)/$(IMAGE_COREDNS) $(GO) test -count=1 ./...
 
 # The lab's commands, built once and run from here.
 lab-tools:

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -37,4 +38,26 @@ func SRVProblem(m *dns.Msg, do bool) string {
 		}
 	}
 	return ""
+}
+
+// Spread holds the TTLs clients were handed, by the second they asked in.
+type Spread map[int64]map[uint32]bool
+
+// Add records a TTL handed out in the current second.
+func (s Spread) Add(ttl uint32) {
+	second := time.Now().Unix()
+	if s[second] == nil {
+		s[second] = map[uint32]bool{}
+	}
+	s[second][ttl] = true
+}
+
+// Most is the largest number of different TTLs handed out within one second:
+// below 2, clients asking together were told to come back together.
+func (s Spread) Most() int {
+	most := 0
+	for _, ttls := range s {
+		most = max(most, len(ttls))
+	}
+	return most
 }
