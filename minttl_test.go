@@ -321,9 +321,18 @@ func TestTTLAbove2To31(t *testing.T) {
 		t.Errorf("raised_responses_total went up by %v for a response left as it came", n)
 	}
 
+	// 2^31-1 itself is a TTL like any other: its RRset is raised to it, even
+	// when nothing else in the response is low.
+	msg = srvResponse(300)
+	msg.Answer[0].Header().Ttl, msg.Answer[1].Header().Ttl, msg.Answer[2].Header().Ttl = 1, maxTTL, 1
+	got := serve(t, newMinTTL(fixed{msg: msg}), client("10.0.0.1"), srvName, dns.TypeSRV)
+	if ttls := ttls(got.Answer); !slices.Equal(ttls, []uint32{maxTTL, maxTTL, maxTTL}) {
+		t.Errorf("RRset with TTLs 1 and 2^31-1 left with %v", ttls)
+	}
+
 	msg = srvResponse(1)
 	msg.Answer[1].Header().Ttl = 1 << 31
-	got := serve(t, newMinTTL(fixed{msg: msg}), client("10.0.0.1"), srvName, dns.TypeSRV)
+	got = serve(t, newMinTTL(fixed{msg: msg}), client("10.0.0.1"), srvName, dns.TypeSRV)
 	if ttls := ttls(got.Answer); ttls[0] != 1 || ttls[1] != 1<<31 || ttls[2] != 1 {
 		t.Errorf("RRset with a TTL above 2^31-1 changed to %v", ttls)
 	}
@@ -334,19 +343,21 @@ func TestTTLAbove2To31(t *testing.T) {
 
 func TestJitterDeterministicAndSpread(t *testing.T) {
 	m := newMinTTL(fixed{msg: srvResponse(1)})
-	seen := map[uint32]bool{}
-	for i := 1; i <= 60; i++ {
-		ip := fmt.Sprintf("10.244.%d.%d", i/250, i%250)
-		first := serve(t, m, client(ip), srvName, dns.TypeSRV).Answer[0].Header().Ttl
-		again := serve(t, m, client(ip), srvName, dns.TypeSRV).Answer[0].Header().Ttl
-		if first != again {
-			t.Errorf("client %s: TTL %d then %d at the same instant", ip, first, again)
+	for _, family := range []string{"10.244.%d.%d", "2001:db8::%x:%x"} {
+		seen := map[uint32]bool{}
+		for i := 1; i <= 60; i++ {
+			ip := fmt.Sprintf(family, i/250, i%250)
+			first := serve(t, m, client(ip), srvName, dns.TypeSRV).Answer[0].Header().Ttl
+			again := serve(t, m, client(ip), srvName, dns.TypeSRV).Answer[0].Header().Ttl
+			if first != again {
+				t.Errorf("client %s: TTL %d then %d at the same instant", ip, first, again)
+			}
+			seen[first] = true
 		}
-		seen[first] = true
-	}
-	for ttl := uint32(30); ttl <= 36; ttl++ {
-		if !seen[ttl] {
-			t.Errorf("no client got TTL %d; spread %v", ttl, seen)
+		for ttl := uint32(30); ttl <= 36; ttl++ {
+			if !seen[ttl] {
+				t.Errorf("%s: no client got TTL %d; spread %v", family, ttl, seen)
+			}
 		}
 	}
 	v6 := serve(t, m, client(""), srvName, dns.TypeSRV).Answer[0].Header().Ttl
@@ -515,7 +526,7 @@ func TestMatchZoneAgreesWithPluginZones(t *testing.T) {
 	zones := []string{"example.org.", "sub.example.org.", "linkerd.svc.cluster.local."}
 	for _, qname := range []string{
 		"example.org.", "EXAMPLE.org.", "a.example.org.", "badexample.org.", "a.sub.example.org.",
-		"sub.example.org.", "org.", ".", "a\\.example.org.", "a\\\\.example.org.", "xlinkerd.svc.cluster.local.",
+		"sub.example.org.", "org.", ".", "a\\.example.org.", "a\\\\.example.org.", "\\.example.org.", "\\\\.example.org.", "xlinkerd.svc.cluster.local.",
 		srvName, "LINKERD-POLICY.Linkerd.SVC.cluster.local.", "local.",
 	} {
 		if got, want := matchZone(zones, qname), plugin.Zones(zones).Matches(qname); got != want {
@@ -524,6 +535,15 @@ func TestMatchZoneAgreesWithPluginZones(t *testing.T) {
 	}
 	if got := matchZone([]string{"."}, "anything.example."); got != "." {
 		t.Errorf("root zone: %q", got)
+	}
+}
+
+// TestBuiltWithoutSetup: a MinTTL built by hand (no clock set) raises on
+// the wall clock.
+func TestBuiltWithoutSetup(t *testing.T) {
+	m := &MinTTL{Next: fixed{msg: srvResponse(1)}, Zones: []string{"linkerd.svc.cluster.local."}, Floor: 30, Jitter: 6}
+	if ttl := serve(t, m, client("10.0.0.1"), srvName, dns.TypeSRV).Answer[0].Header().Ttl; ttl < 30 || ttl > 36 {
+		t.Errorf("TTL %d, want 30..36", ttl)
 	}
 }
 

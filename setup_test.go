@@ -72,6 +72,9 @@ func TestSetup(t *testing.T) {
 			negative 2m
 		}`, []string{"cluster.local."}, 30, 6, nil, 120, 24},
 		{`minttl {
+			jitter 0s
+		}`, []string{"cluster.local."}, 30, 0, nil, 0, 0},
+		{`minttl {
 			jitter 0%
 		}`, []string{"cluster.local."}, 30, 0, nil, 0, 0},
 		{`minttl {
