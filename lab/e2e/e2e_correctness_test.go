@@ -139,7 +139,8 @@ func TestE2EProxyProtocol(t *testing.T) {
 // TestE2ENODATABehindCNAME: a NOERROR answer whose CNAME ends in no data
 // (built by the template plugin) carries the SOA in its authority section.
 // With floor 1h the CNAME is raised, the SOA is not; with negative 10s it is
-// raised to 10 s plus its own jitter (20 % of 10 s), not the floor's.
+// raised to 10 s plus its own jitter (20 % of 10 s), not the floor's, as the
+// SOA of an NXDOMAIN answer is.
 func TestE2ENODATABehindCNAME(t *testing.T) {
 	s := startCoreDNS(t, "nodata.Corefile", "PORT")
 	for _, tc := range []struct {
@@ -167,6 +168,15 @@ func TestE2ENODATABehindCNAME(t *testing.T) {
 					t.Errorf("%s %s client %d: SOA TTL %d, want %d..%d", tc.zone, transport, client, ttl, tc.soaLow, tc.soaHigh)
 				}
 			}
+		}
+	}
+
+	// The negative floor's own jitter in an NXDOMAIN answer too: 10..12, where
+	// a jitter sized from the floor (20 % of 1h) reached 730.
+	for client := 20; client < 50; client++ {
+		rrs := digRRs(t, s.ports["PORT"], client, "A", "nope.negative.test.")
+		if soa, ok := rrs[0].(*dns.SOA); !ok || soa.Hdr.Ttl < 10 || soa.Hdr.Ttl > 12 {
+			t.Errorf("NXDOMAIN client %d: authority %v, want the SOA at 10..12", client, rrs[0])
 		}
 	}
 }
