@@ -2,11 +2,13 @@ package minttl
 
 import (
 	"context"
+	"math"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/coredns/coredns/plugin/cache"
 	"github.com/coredns/coredns/plugin/pkg/dnstest"
 	"github.com/coredns/coredns/plugin/test"
 
@@ -23,6 +25,7 @@ func FuzzWriter(f *testing.F) {
 			f.Fatal(err)
 		}
 		f.Add(wire, []byte{10, 244, 0, 7}, uint32(30), uint32(6), uint32(0), uint16(0), int64(1_790_000_000))
+		f.Add(wire, []byte{10, 244, 0, 8}, uint32(30), uint32(6), uint32(10), uint16(0), int64(1_790_000_000))
 	}
 	f.Fuzz(func(t *testing.T, wire, ip []byte, floor, jitter, negative uint32, onlyType uint16, now int64) {
 		res := new(dns.Msg)
@@ -36,6 +39,7 @@ func FuzzWriter(f *testing.F) {
 			Negative: negative % (maxFloor + 1),
 			now:      func() time.Time { return time.Unix(now, 0) },
 		}
+		m.NegativeJitter = uint32(uint64(m.Jitter) * uint64(m.Negative) / uint64(m.Floor))
 		if onlyType != 0 {
 			m.Types = []uint16{onlyType}
 		}
@@ -53,51 +57,86 @@ func FuzzWriter(f *testing.F) {
 	})
 }
 
-// checkContract checks what minttl promises between what it got (in) and what it wrote (out).
+// checkContract checks what minttl promises between what it got (in) and
+// what it wrote (out): only TTLs change, and only these: every RRset in scope
+// with a TTL below its floor leaves with one TTL, the larger of floor + j and
+// its highest TTL, where j (0..jitter) is one for the whole response and
+// floor; unless it holds a TTL above 2^31-1. Everything else leaves as it came.
 func checkContract(t *testing.T, m *MinTTL, in, out *dns.Msg) {
 	t.Helper()
 	if in.MsgHdr != out.MsgHdr || len(in.Question) != len(out.Question) {
 		t.Fatalf("header or question changed:\n%s\nto\n%s", in, out)
 	}
+	targets := map[uint32]uint32{} // floor: the target of the RRsets raised above their highest TTL
 	for s, pair := range [][2][]dns.RR{{in.Answer, out.Answer}, {in.Ns, out.Ns}, {in.Extra, out.Extra}} {
 		a, b := pair[0], pair[1]
 		if len(a) != len(b) {
 			t.Fatalf("section %d: %d records became %d", s, len(a), len(b))
 		}
-		changed := map[string]bool{}
+		rrsets := map[string][]int{}
 		for i := range a {
-			ha, hb := a[i].Header(), b[i].Header()
-			if hb.Ttl < ha.Ttl {
-				t.Fatalf("section %d: TTL lowered from %d to %d: %s", s, ha.Ttl, hb.Ttl, a[i])
-			}
 			if !sameButTTL(a[i], b[i]) {
 				t.Fatalf("section %d: more than the TTL changed:\n%s\nto\n%s", s, a[i], b[i])
 			}
-			switch ha.Rrtype {
-			case dns.TypeOPT, dns.TypeTSIG, dns.TypeSIG:
-				if ha.Ttl != hb.Ttl {
-					t.Fatalf("section %d: %s TTL field changed", s, dns.TypeToString[ha.Rrtype])
-				}
-			}
-			if ha.Ttl != hb.Ttl {
-				changed[rrsetKey(b[i])] = true
-				if hb.Ttl > uint32(maxTTL) {
-					t.Fatalf("TTL %d above 2^31-1", hb.Ttl)
-				}
-			}
+			k := rrsetKey(a[i])
+			rrsets[k] = append(rrsets[k], i)
 		}
-		ttls := map[string]uint32{}
-		for _, rr := range b {
-			k := rrsetKey(rr)
-			if !changed[k] {
+		for k, members := range rrsets {
+			floor, jitter := inScope(m, in, s == 1, a[members[0]])
+			lowest, highest := uint32(math.MaxUint32), uint32(0)
+			for _, i := range members {
+				lowest, highest = min(lowest, a[i].Header().Ttl), max(highest, a[i].Header().Ttl)
+			}
+			if lowest >= floor || highest > maxTTL {
+				for _, i := range members {
+					if a[i].Header().Ttl != b[i].Header().Ttl {
+						t.Fatalf("section %d: %s out of scope or not below its floor %d, changed:\n%s\nto\n%s", s, k, floor, a[i], b[i])
+					}
+				}
 				continue
 			}
-			if ttl, ok := ttls[k]; ok && ttl != rr.Header().Ttl {
-				t.Fatalf("section %d: raised RRset %s left with TTLs %d and %d", s, k, ttl, rr.Header().Ttl)
+			ttl := b[members[0]].Header().Ttl
+			for _, i := range members {
+				if b[i].Header().Ttl != ttl {
+					t.Fatalf("section %d: raised RRset %s left with TTLs %d and %d", s, k, ttl, b[i].Header().Ttl)
+				}
 			}
-			ttls[k] = rr.Header().Ttl
+			if ttl < floor || ttl < highest || (ttl > highest && ttl > floor+jitter) {
+				t.Fatalf("section %d: RRset %s with TTLs %d..%d raised to %d, want the larger of %d..%d and %d", s, k, lowest, highest, ttl, floor, floor+jitter, highest)
+			}
+			if ttl > highest {
+				if target, ok := targets[floor]; ok && target != ttl {
+					t.Fatalf("RRsets raised to %d and %d: want one floor + j for the response", target, ttl)
+				}
+				targets[floor] = ttl
+			}
 		}
 	}
+}
+
+// inScope returns the floor and the jitter of rr in in (rr in the authority
+// section if authority), or a zero floor if minttl must leave it alone.
+func inScope(m *MinTTL, in *dns.Msg, authority bool, rr dns.RR) (floor, jitter uint32) {
+	if n := len(in.Extra); n > 0 && (in.Extra[n-1].Header().Rrtype == dns.TypeTSIG || in.Extra[n-1].Header().Rrtype == dns.TypeSIG) {
+		return 0, 0 // signed
+	}
+	positive := in.Rcode == dns.RcodeSuccess && len(in.Answer) > 0
+	negative := !positive && m.Negative > 0 && (in.Rcode == dns.RcodeSuccess || in.Rcode == dns.RcodeNameError)
+	t := rr.Header().Rrtype
+	if sig, ok := rr.(*dns.RRSIG); ok {
+		t = sig.TypeCovered
+	}
+	switch {
+	case t == dns.TypeOPT || t == dns.TypeTSIG || t == dns.TypeSIG:
+		return 0, 0
+	case authority && t == dns.TypeSOA && (positive || negative):
+		return m.Negative, m.NegativeJitter // negative data, also in a positive answer
+	case authority && (t == dns.TypeSOA || t == dns.TypeNSEC || t == dns.TypeNSEC3):
+		return 0, 0
+	case positive && (len(m.Types) == 0 || m.Types[0] == t):
+		return m.Floor, m.Jitter
+	}
+	return 0, 0
 }
 
 // rrsetKey names the RRset rr belongs to: an RRSIG goes with the type it covers.
@@ -151,23 +190,58 @@ func seedResponses() []*dns.Msg {
 	tsig.SetTsig("key.", dns.HmacSHA256, 300, 1_790_000_000)
 	truncated := largeResponse(2)
 	truncated.Truncated = true
+	// A CNAME to a name without the type asked for: NODATA behind a CNAME.
+	nodata := new(dns.Msg)
+	nodata.SetQuestion("www.linkerd.svc.cluster.local.", dns.TypeAAAA)
+	nodata.Response = true
+	nodata.Answer = cname.Answer[:1]
+	nodata.Ns = negativeResponse(dns.RcodeSuccess, 3).Ns
+	// A wildcard answer: its NSEC proves no closer name exists.
+	wildcard := aResponse(2)
+	wildcard.Answer = append(wildcard.Answer, test.RRSIG("web.linkerd.svc.cluster.local. 2 IN RRSIG A 8 4 5 20300101000000 20200101000000 12345 cluster.local. c2ln"))
+	wildcard.Ns = []dns.RR{
+		&dns.NSEC{Hdr: dns.RR_Header{Name: "*.linkerd.svc.cluster.local.", Rrtype: dns.TypeNSEC, Class: dns.ClassINET, Ttl: 2}, NextDomain: "x.linkerd.svc.cluster.local.", TypeBitMap: []uint16{dns.TypeA}},
+		test.RRSIG("*.linkerd.svc.cluster.local. 2 IN RRSIG NSEC 8 4 5 20300101000000 20200101000000 12345 cluster.local. c2ln"),
+		test.NS("linkerd.svc.cluster.local. 2 IN NS ns.dns.cluster.local."),
+	}
+	mixedCase := srvResponse(1)
+	mixedCase.Answer[0].Header().Name = strings.ToUpper(srvName)
+	mixedCase.Answer[1].Header().Ttl = 40
 	return []*dns.Msg{srvResponse(3), srvResponse(0), cname, negativeResponse(dns.RcodeNameError, 2),
-		negativeResponse(dns.RcodeSuccess, 0), signed, edns, tsig, truncated, withRcode(srvResponse(1), dns.RcodeServerFailure)}
+		negativeResponse(dns.RcodeSuccess, 0), signed, edns, aResponse(0), tsig, truncated,
+		withRcode(srvResponse(1), dns.RcodeServerFailure), nodata, wildcard, mixedCase}
 }
 
-// TestConcurrentClients sends many goroutines through one minttl in front of a
-// real cache, under -race, and checks every answer.
+// TestConcurrentClients sends many goroutines through one minttl, under
+// -race, and checks every answer. Half the queries are answered with one
+// message that all goroutines share, as cache shares what it holds; the
+// other half by a real cache, one per goroutine: CoreDNS's cache before v1.13
+// writes the TTL into the records it holds on every hit, a race of its own
+// between concurrent hits on one item.
 func TestConcurrentClients(t *testing.T) {
-	c := newCache(fixed{msg: srvResponse(5)})
-	m := newMinTTL(c)
-	m.now = time.Now
 	const workers, each = 16, 200
+	shared := srvResponse(5)
+	shared.Extra = shared.Extra[:3] // the queries carry no EDNS
+	before := shared.String()
+	caches := make([]*cache.Cache, workers)
+	for g := range caches {
+		caches[g] = newCache(fixed{msg: srvResponse(5)})
+	}
+	m := newMinTTL(handlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+		host, _, _ := net.SplitHostPort(w.RemoteAddr().String())
+		ip := net.ParseIP(host).To4()
+		if ip[3]%2 == 1 {
+			return held{msg: shared}.ServeDNS(ctx, w, r)
+		}
+		return caches[ip[2]].ServeDNS(ctx, w, r)
+	}))
+	m.now = time.Now
 	errs := make(chan string, workers)
 	for g := 0; g < workers; g++ {
 		go func(g int) {
 			var problem string
 			for i := 0; i < each; i++ {
-				w := &test.ResponseWriter{RemoteIP: net.IPv4(10, 244, byte(g), byte(i)).String(), TCP: i%2 == 0}
+				w := &test.ResponseWriter{RemoteIP: net.IPv4(10, 244, byte(g), byte(i)).String(), TCP: i%4 < 2}
 				rec := dnstest.NewRecorder(w)
 				req := new(dns.Msg)
 				req.SetQuestion(srvName, dns.TypeSRV)
@@ -188,13 +262,25 @@ func TestConcurrentClients(t *testing.T) {
 			t.Error(p)
 		}
 	}
-	direct := new(dns.Msg)
-	direct.SetQuestion(srvName, dns.TypeSRV)
-	rec := dnstest.NewRecorder(&test.ResponseWriter{})
-	c.ServeDNS(context.Background(), rec, direct)
-	if ttl := rec.Msg.Answer[0].Header().Ttl; ttl > 5 {
-		t.Errorf("cache hands out TTL %d after the load: minttl changed what cache holds", ttl)
+	if shared.String() != before {
+		t.Errorf("the shared message changed under the load:\n%s\nwas\n%s", shared, before)
 	}
+	for g, c := range caches {
+		direct := new(dns.Msg)
+		direct.SetQuestion(srvName, dns.TypeSRV)
+		rec := dnstest.NewRecorder(&test.ResponseWriter{})
+		c.ServeDNS(context.Background(), rec, direct)
+		if ttl := rec.Msg.Answer[0].Header().Ttl; ttl > 5 {
+			t.Errorf("cache %d hands out TTL %d after the load: minttl changed what cache holds", g, ttl)
+		}
+	}
+}
+
+type handlerFunc func(context.Context, dns.ResponseWriter, *dns.Msg) (int, error)
+
+func (f handlerFunc) Name() string { return "func" }
+func (f handlerFunc) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	return f(ctx, w, r)
 }
 
 // contractProblem describes how an SRV answer to a query with the DO bit do

@@ -60,17 +60,27 @@ func abs(x int64) int64 {
 	return x
 }
 
-// clientKey folds the client's address and the query name into one key. It
-// takes the address from the net.Addr's concrete type, which allocates nothing.
+// clientKey folds the client's address and the query name into one key.
 func clientKey(addr net.Addr, qname string) uint64 {
-	var ip net.IP
+	return addressKey(clientIP(addr)) + nameKey(qname)
+}
+
+// clientIP is the IP address of the client as request.Request.IP sees it,
+// taken from the net.Addr's concrete type, which allocates nothing. An address
+// that wraps the client's, such as the one CoreDNS's proxyproto plugin hands
+// out for clients behind a PROXY-protocol load balancer, is unwrapped as
+// CoreDNS's request package does it.
+func clientIP(addr net.Addr) net.IP {
+	if u, ok := addr.(interface{ Unwrap() net.Addr }); ok {
+		addr = u.Unwrap()
+	}
 	switch a := addr.(type) {
 	case *net.UDPAddr:
-		ip = a.IP
+		return a.IP
 	case *net.TCPAddr:
-		ip = a.IP
+		return a.IP
 	}
-	return addressKey(ip) + nameKey(qname)
+	return nil
 }
 
 // addressKey keeps neighbouring addresses neighbouring keys, so that Fibonacci

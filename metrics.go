@@ -81,8 +81,11 @@ func countersFor(server, zone string) *zoneCounters {
 }
 
 func (z *zoneCounters) records(t uint16) prometheus.Counter {
+	if !named(t) {
+		t = dns.TypeNone // one counter, "other", for every type without a name of its own
+	}
 	return loadOrStore(&z.byType, t, func() prometheus.Counter {
-		return raisedRecords.WithLabelValues(z.server, z.zone, typeName(t))
+		return raisedRecords.WithLabelValues(z.server, z.zone, typeLabel(t))
 	})
 }
 
@@ -108,9 +111,24 @@ func loadOrStore[K comparable, V any](p *atomic.Pointer[map[K]V], key K, create 
 	return next[key]
 }
 
-func typeName(t uint16) string {
-	if s, ok := dns.TypeToString[t]; ok {
-		return s
+// typeLabel is the type label of records of type t. Like CoreDNS's own
+// metrics (plugin/metrics/vars), it names a fixed set of types and calls every
+// other one "other": whoever controls the data of a zone must not be able to
+// create a series for each of the 65,536 type numbers.
+func typeLabel(t uint16) string {
+	if named(t) {
+		return dns.TypeToString[t]
 	}
-	return dns.Type(t).String()
+	return "other"
+}
+
+// named reports whether t is one of the types CoreDNS's metrics name.
+func named(t uint16) bool {
+	switch t {
+	case dns.TypeA, dns.TypeAAAA, dns.TypeCNAME, dns.TypeDNSKEY, dns.TypeDS, dns.TypeMX, dns.TypeNS,
+		dns.TypeNSEC, dns.TypeNSEC3, dns.TypePTR, dns.TypeRRSIG, dns.TypeSOA, dns.TypeSRV, dns.TypeTXT,
+		dns.TypeHTTPS, dns.TypeSVCB, dns.TypeIXFR, dns.TypeAXFR, dns.TypeANY:
+		return true
+	}
+	return false
 }

@@ -26,8 +26,11 @@ type MinTTL struct {
 	Jitter uint32
 	// Types limits raising to these RR types; empty means every type.
 	Types []uint16
-	// Negative is the floor for the SOA of NXDOMAIN and NODATA answers; 0 leaves them alone.
+	// Negative is the floor for the SOA of NXDOMAIN and NODATA answers (also
+	// behind a CNAME); 0 leaves them alone.
 	Negative uint32
+	// NegativeJitter is the largest number of seconds added on top of Negative.
+	NegativeJitter uint32
 
 	// now is the clock; tests pin it.
 	now func() time.Time

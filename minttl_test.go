@@ -3,19 +3,24 @@ package minttl
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/cache"
+	"github.com/coredns/coredns/plugin/metrics/vars"
 	"github.com/coredns/coredns/plugin/pkg/dnstest"
 	"github.com/coredns/coredns/plugin/test"
+	"github.com/coredns/coredns/request"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -269,57 +274,90 @@ func TestRRSIGMovesWithItsRRset(t *testing.T) {
 
 func TestMixedRRsetLeavesWithOneTTL(t *testing.T) {
 	for _, tc := range []struct {
-		ttls   []uint32
-		lowest uint32 // the one TTL must be at least this
-		exact  uint32 // and exactly this, when not 0
+		name string
+		ttls []uint32
+		// want is the RRset's one TTL given target, the TTL the additional
+		// section's A records (an RRset of their own, all at TTL 1) got.
+		want func(target uint32) uint32
 	}{
-		{[]uint32{5, 40, 2}, 40, 40}, // the highest wins: nothing is lowered
-		{[]uint32{5, 31, 2}, 31, 0},  // floor+j (30..36), but never below 31
+		{"the highest wins: nothing is lowered", []uint32{5, 40, 2}, func(uint32) uint32 { return 40 }},
+		{"floor+j, but never below the highest", []uint32{5, 31, 2}, func(target uint32) uint32 { return max(target, 31) }},
+		{"the largest TTL", []uint32{1, maxTTL, 1}, func(uint32) uint32 { return maxTTL }},
 	} {
-		msg := srvResponse(1)
-		for i, ttl := range tc.ttls {
-			msg.Answer[i].Header().Ttl = ttl
-		}
-		got := serve(t, newMinTTL(fixed{msg: msg}), client("10.0.0.1"), srvName, dns.TypeSRV)
-		one := got.Answer[0].Header().Ttl
-		for _, ttl := range ttls(got.Answer) {
-			if ttl != one {
-				t.Errorf("%v: RRset left with TTLs %v", tc.ttls, ttls(got.Answer))
-				break
+		for _, upper := range []bool{false, true} {
+			msg := srvResponse(1)
+			for i, ttl := range tc.ttls {
+				msg.Answer[i].Header().Ttl = ttl
+			}
+			if upper { // one record's name in another case: still one RRset (names compare case-insensitively)
+				msg.Answer[0].Header().Name = strings.ToUpper(srvName)
+			}
+			got := serve(t, newMinTTL(fixed{msg: msg}), client("10.0.0.1"), srvName, dns.TypeSRV)
+			target := got.Extra[0].Header().Ttl
+			if target < 30 || target > 36 {
+				t.Fatalf("%s: additional A raised to %d, want 30..36", tc.name, target)
+			}
+			if want := tc.want(target); !slices.Equal(ttls(got.Answer), []uint32{want, want, want}) {
+				t.Errorf("%s (upper-case name %v): RRset left with TTLs %v, want %d", tc.name, upper, ttls(got.Answer), want)
 			}
 		}
-		if one < tc.lowest || (tc.exact != 0 && one != tc.exact) {
-			t.Errorf("%v: RRset TTL %d", tc.ttls, one)
-		}
-		if ttl := got.Extra[0].Header().Ttl; ttl < 30 {
-			t.Errorf("%v: additional A left at %d", tc.ttls, ttl)
-		}
+	}
+}
+
+// TestTTLAbove2To31 checks that an RRset holding a TTL above 2^31-1 (read as
+// 0, RFC 2181 §8) is left as it came, and that a response in which nothing
+// else is low passes through: not copied, not counted.
+func TestTTLAbove2To31(t *testing.T) {
+	msg := srvResponse(300)
+	msg.Answer[0].Header().Ttl, msg.Answer[1].Header().Ttl = 1, 1<<31
+	m := newMinTTL(held{msg: msg})
+	m.Zones = []string{"above.test."}
+	responses := raisedResponses.WithLabelValues("", "above.test.")
+	before := testutil.ToFloat64(responses)
+	if got := serve(t, m, client("10.0.0.1"), "linkerd-policy.above.test.", dns.TypeSRV); got != msg {
+		t.Errorf("response copied, want it passed through: %v", ttls(got.Answer))
+	}
+	if n := testutil.ToFloat64(responses) - before; n != 0 {
+		t.Errorf("raised_responses_total went up by %v for a response left as it came", n)
 	}
 
-	// A TTL above 2^31-1 (read as 0, RFC 2181 §8) is not spread over its RRset.
-	msg := srvResponse(1)
-	msg.Answer[1].Header().Ttl = 1 << 31
+	// 2^31-1 itself is a TTL like any other: its RRset is raised to it, even
+	// when nothing else in the response is low.
+	msg = srvResponse(300)
+	msg.Answer[0].Header().Ttl, msg.Answer[1].Header().Ttl, msg.Answer[2].Header().Ttl = 1, maxTTL, 1
 	got := serve(t, newMinTTL(fixed{msg: msg}), client("10.0.0.1"), srvName, dns.TypeSRV)
+	if ttls := ttls(got.Answer); !slices.Equal(ttls, []uint32{maxTTL, maxTTL, maxTTL}) {
+		t.Errorf("RRset with TTLs 1 and 2^31-1 left with %v", ttls)
+	}
+
+	msg = srvResponse(1)
+	msg.Answer[1].Header().Ttl = 1 << 31
+	got = serve(t, newMinTTL(fixed{msg: msg}), client("10.0.0.1"), srvName, dns.TypeSRV)
 	if ttls := ttls(got.Answer); ttls[0] != 1 || ttls[1] != 1<<31 || ttls[2] != 1 {
 		t.Errorf("RRset with a TTL above 2^31-1 changed to %v", ttls)
+	}
+	if ttl := got.Extra[0].Header().Ttl; ttl < 30 {
+		t.Errorf("the other RRsets were not raised: %d", ttl)
 	}
 }
 
 func TestJitterDeterministicAndSpread(t *testing.T) {
 	m := newMinTTL(fixed{msg: srvResponse(1)})
-	seen := map[uint32]bool{}
-	for i := 1; i <= 60; i++ {
-		ip := fmt.Sprintf("10.244.%d.%d", i/250, i%250)
-		first := serve(t, m, client(ip), srvName, dns.TypeSRV).Answer[0].Header().Ttl
-		again := serve(t, m, client(ip), srvName, dns.TypeSRV).Answer[0].Header().Ttl
-		if first != again {
-			t.Errorf("client %s: TTL %d then %d at the same instant", ip, first, again)
+	for _, family := range []string{"10.244.%d.%d", "2001:db8::%x:%x"} {
+		seen := map[uint32]bool{}
+		for i := 1; i <= 60; i++ {
+			ip := fmt.Sprintf(family, i/250, i%250)
+			first := serve(t, m, client(ip), srvName, dns.TypeSRV).Answer[0].Header().Ttl
+			again := serve(t, m, client(ip), srvName, dns.TypeSRV).Answer[0].Header().Ttl
+			if first != again {
+				t.Errorf("client %s: TTL %d then %d at the same instant", ip, first, again)
+			}
+			seen[first] = true
 		}
-		seen[first] = true
-	}
-	for ttl := uint32(30); ttl <= 36; ttl++ {
-		if !seen[ttl] {
-			t.Errorf("no client got TTL %d; spread %v", ttl, seen)
+		for ttl := uint32(30); ttl <= 36; ttl++ {
+			if !seen[ttl] {
+				t.Errorf("%s: no client got TTL %d; spread %v", family, ttl, seen)
+			}
 		}
 	}
 	v6 := serve(t, m, client(""), srvName, dns.TypeSRV).Answer[0].Header().Ttl
@@ -365,8 +403,9 @@ func TestLockstepClientsFanOut(t *testing.T) {
 	if ratio > 1.8 {
 		t.Errorf("second half: peak %d queries in one second, %.2f× the mean of %.1f", peak, ratio, mean)
 	}
-	if mt := float64(sumTTL) / float64(total); mt > floor+jitter/2.0+0.05 {
-		t.Errorf("mean TTL %.2f, above floor + jitter/2", mt)
+	// The README promises the mean TTL is floor + jitter/2.
+	if mt := float64(sumTTL) / float64(total); mt < floor+jitter/2.0-0.05 || mt > floor+jitter/2.0+0.05 {
+		t.Errorf("mean TTL %.2f, want floor + jitter/2 = %.1f", mt, floor+jitter/2.0)
 	}
 }
 
@@ -412,26 +451,52 @@ func TestInFrontOfCache(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
-	m := newMinTTL(fixed{msg: srvResponse(0)})
-	m.Zones = []string{"metrics.test."}
+	msg := srvResponse(0)
+	msg.Extra[3] = test.OPT(1232, false) // its TTL field is 0 too, and no record
+	m := newMinTTL(fixed{msg: msg})
+	// The longest matching zone is the zone label.
+	m.Zones = []string{"metrics.test.", "linkerd.metrics.test."}
+	m.Types = []uint16{dns.TypeSRV} // the A records are out of scope
+	counters := func(zone string) []prometheus.Counter {
+		return []prometheus.Counter{
+			raisedRecords.WithLabelValues("", zone, "SRV"),
+			raisedRecords.WithLabelValues("", zone, "A"),
+			raisedResponses.WithLabelValues("", zone),
+			zeroTTLRecords.WithLabelValues("", zone),
+		}
+	}
+	inner, outer := counters("linkerd.metrics.test."), counters("metrics.test.")
+	values := func() []float64 {
+		var v []float64
+		for _, c := range append(append([]prometheus.Counter{}, inner...), outer...) {
+			v = append(v, testutil.ToFloat64(c))
+		}
+		return v
+	}
+	// Counters are global and other tests (and -count=2) add to them: compare differences.
+	before := values()
 	req := new(dns.Msg)
-	req.SetQuestion("linkerd-policy.metrics.test.", dns.TypeSRV)
+	req.SetQuestion("linkerd-policy.linkerd.metrics.test.", dns.TypeSRV)
 	rec := dnstest.NewRecorder(client("10.0.0.1"))
 	if _, err := m.ServeDNS(context.Background(), rec, req); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct {
+	after := values()
+	for i, tc := range []struct {
 		name string
-		got  float64
 		want float64
 	}{
-		{"raised SRV", testutil.ToFloat64(raisedRecords.WithLabelValues("", "metrics.test.", "SRV")), 3},
-		{"raised A", testutil.ToFloat64(raisedRecords.WithLabelValues("", "metrics.test.", "A")), 3},
-		{"raised responses", testutil.ToFloat64(raisedResponses.WithLabelValues("", "metrics.test.")), 1},
-		{"zero TTL", testutil.ToFloat64(zeroTTLRecords.WithLabelValues("", "metrics.test.")), 6},
+		{"raised SRV", 3},
+		{"raised A (not in types)", 0},
+		{"raised responses", 1},
+		{"zero TTL (only SRV records are in scope)", 3},
+		{"raised SRV in the shorter zone", 0},
+		{"raised A in the shorter zone", 0},
+		{"raised responses in the shorter zone", 0},
+		{"zero TTL in the shorter zone", 0},
 	} {
-		if tc.got != tc.want {
-			t.Errorf("%s: %v, want %v", tc.name, tc.got, tc.want)
+		if got := after[i] - before[i]; got != tc.want {
+			t.Errorf("%s: went up by %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }
@@ -461,7 +526,7 @@ func TestMatchZoneAgreesWithPluginZones(t *testing.T) {
 	zones := []string{"example.org.", "sub.example.org.", "linkerd.svc.cluster.local."}
 	for _, qname := range []string{
 		"example.org.", "EXAMPLE.org.", "a.example.org.", "badexample.org.", "a.sub.example.org.",
-		"sub.example.org.", "org.", ".", "a\\.example.org.", "a\\\\.example.org.", "xlinkerd.svc.cluster.local.",
+		"sub.example.org.", "org.", ".", "a\\.example.org.", "a\\\\.example.org.", "\\.example.org.", "\\\\.example.org.", "xlinkerd.svc.cluster.local.",
 		srvName, "LINKERD-POLICY.Linkerd.SVC.cluster.local.", "local.",
 	} {
 		if got, want := matchZone(zones, qname), plugin.Zones(zones).Matches(qname); got != want {
@@ -470,5 +535,429 @@ func TestMatchZoneAgreesWithPluginZones(t *testing.T) {
 	}
 	if got := matchZone([]string{"."}, "anything.example."); got != "." {
 		t.Errorf("root zone: %q", got)
+	}
+}
+
+// TestBuiltWithoutSetup: a MinTTL built by hand (no clock set) raises on
+// the wall clock.
+func TestBuiltWithoutSetup(t *testing.T) {
+	m := &MinTTL{Next: fixed{msg: srvResponse(1)}, Zones: []string{"linkerd.svc.cluster.local."}, Floor: 30, Jitter: 6}
+	if ttl := serve(t, m, client("10.0.0.1"), srvName, dns.TypeSRV).Answer[0].Header().Ttl; ttl < 30 || ttl > 36 {
+		t.Errorf("TTL %d, want 30..36", ttl)
+	}
+}
+
+// TestOPTNeverTouched puts an OPT record whose TTL field is below the floor
+// (EDNS version 0, no DO bit, extended rcode 0: a TTL field of 0) through a
+// response that is raised: it must come out as it went in.
+func TestOPTNeverTouched(t *testing.T) {
+	msg := aResponse(3)
+	opt := msg.Extra[0]
+	if opt.Header().Rrtype != dns.TypeOPT || opt.Header().Ttl != 0 {
+		t.Fatalf("the test needs an OPT record with TTL field 0: %v", opt)
+	}
+	got := serve(t, newMinTTL(held{msg: msg}), client("10.0.0.1"), msg.Question[0].Name, dns.TypeA)
+	if ttl := got.Answer[0].Header().Ttl; ttl < 30 {
+		t.Fatalf("answer not raised: %d", ttl)
+	}
+	if got.Extra[0] != opt || opt.Header().Ttl != 0 {
+		t.Errorf("OPT record replaced or changed: %v", got.Extra[0])
+	}
+}
+
+// TestAtTheFloorLeftAlone: TTLs at the floor are left alone, also beside
+// records below it that are raised, in the same response (the answer section
+// at the floor, the additional below it) and in the same section (one
+// additional A RRset at the floor, the others below it).
+func TestAtTheFloorLeftAlone(t *testing.T) {
+	aboveFloor := false
+	for i := 1; i <= 20; i++ {
+		msg := srvResponse(30)
+		msg.Extra[1].Header().Ttl, msg.Extra[2].Header().Ttl = 3, 3
+		got := serve(t, newMinTTL(fixed{msg: msg}), client(fmt.Sprintf("10.0.1.%d", i)), srvName, dns.TypeSRV)
+		if !slices.Equal(ttls(got.Answer), []uint32{30, 30, 30}) || got.Extra[0].Header().Ttl != 30 {
+			t.Errorf("client %d: TTLs at the floor changed: answer %v, additional %v", i, ttls(got.Answer), ttls(got.Extra))
+		}
+		raised := got.Extra[1].Header().Ttl
+		if raised < 30 || raised > 36 || got.Extra[2].Header().Ttl != raised {
+			t.Errorf("client %d: additional %v, want the low A records raised to one TTL in 30..36", i, ttls(got.Extra))
+		}
+		aboveFloor = aboveFloor || raised > 30
+	}
+	if !aboveFloor {
+		t.Fatal("every client got jitter 0: raising the records at the floor would not show")
+	}
+}
+
+func TestNonQueryOpcodesPassThrough(t *testing.T) {
+	for _, opcode := range []int{dns.OpcodeIQuery, dns.OpcodeStatus, dns.OpcodeNotify, dns.OpcodeUpdate} {
+		msg := srvResponse(1)
+		m := newMinTTL(held{msg: msg})
+		req := new(dns.Msg)
+		req.SetQuestion(srvName, dns.TypeSRV)
+		req.Opcode = opcode
+		rec := dnstest.NewRecorder(client("10.0.0.1"))
+		if _, err := m.ServeDNS(context.Background(), rec, req); err != nil {
+			t.Fatal(err)
+		}
+		if rec.Msg != msg {
+			t.Errorf("opcode %s: response rewritten: %v", dns.OpcodeToString[opcode], ttls(rec.Msg.Answer))
+		}
+	}
+}
+
+// TestOtherRcodesUntouchedWithNegative: negative acts on NXDOMAIN and NODATA
+// answers only, never on an error.
+func TestOtherRcodesUntouchedWithNegative(t *testing.T) {
+	for _, rcode := range []int{dns.RcodeServerFailure, dns.RcodeRefused, dns.RcodeFormatError, dns.RcodeNotImplemented, dns.RcodeYXDomain} {
+		for _, msg := range []*dns.Msg{negativeResponse(rcode, 2), withRcode(srvResponse(1), rcode)} {
+			m := newMinTTL(held{msg: msg})
+			m.Negative, m.NegativeJitter = 60, 12
+			if got := serve(t, m, client("10.0.0.1"), srvName, dns.TypeSRV); got != msg {
+				t.Errorf("%s with negative: rewritten to %v %v", dns.RcodeToString[rcode], ttls(got.Answer), ttls(got.Ns))
+			}
+		}
+	}
+}
+
+// TestTypesKeepRRSIGWithItsType: an RRSIG is raised with the RRset it covers
+// when types names that RRset's type, and left with it when types does not.
+func TestTypesKeepRRSIGWithItsType(t *testing.T) {
+	msg := srvResponse(2)
+	msg.Answer = append(msg.Answer, test.RRSIG(srvName+" 2 IN RRSIG SRV 8 6 5 20300101000000 20200101000000 12345 cluster.local. c2ln"))
+	msg.Extra = append(msg.Extra, test.RRSIG("10-244-0-1.linkerd-policy.linkerd.svc.cluster.local. 2 IN RRSIG A 8 6 5 20300101000000 20200101000000 12345 cluster.local. c2ln"))
+	for _, tc := range []struct {
+		types  []uint16
+		srv, a bool // raised
+	}{
+		{[]uint16{dns.TypeSRV}, true, false},
+		{[]uint16{dns.TypeA}, false, true},
+		{[]uint16{dns.TypeSRV, dns.TypeA}, true, true},
+	} {
+		m := newMinTTL(fixed{msg: msg})
+		m.Types = tc.types
+		got := serve(t, m, client("10.0.0.1"), srvName, dns.TypeSRV)
+		for _, c := range []struct {
+			name       string
+			rrset, sig uint32
+			raised     bool
+		}{
+			{"SRV", got.Answer[0].Header().Ttl, got.Answer[3].Header().Ttl, tc.srv},
+			{"A", got.Extra[0].Header().Ttl, got.Extra[4].Header().Ttl, tc.a},
+		} {
+			if (c.rrset >= 30) != c.raised || c.sig != c.rrset {
+				t.Errorf("types %v: %s at %d, its RRSIG at %d; want raised %v, the RRSIG with it", tc.types, c.name, c.rrset, c.sig, c.raised)
+			}
+		}
+	}
+}
+
+// TestNameKeyIgnoresCase: 0x20-randomized queries (RFC draft-vixie-dnsext-dns0x20)
+// of one client get the slot of the lower-case name.
+func TestNameKeyIgnoresCase(t *testing.T) {
+	addr := &net.UDPAddr{IP: net.ParseIP("10.244.0.7"), Port: 53}
+	for _, name := range []string{"LINKERD-POLICY.LINKERD.SVC.CLUSTER.LOCAL.", "LiNkErD-pOlIcY.linkerd.SVC.cluster.LOCAL.", "Az.Za.@[.`{."} {
+		if clientKey(addr, name) != clientKey(addr, strings.ToLower(name)) {
+			t.Errorf("%s: key differs from the lower-case name's", name)
+		}
+	}
+	if clientKey(addr, "a@.") == clientKey(addr, "a`.") || clientKey(addr, "a[.") == clientKey(addr, "a{.") {
+		t.Error("characters next to the letters folded")
+	}
+	m := newMinTTL(fixed{msg: srvResponse(1)})
+	for i := 1; i <= 60; i++ {
+		w := client(fmt.Sprintf("10.244.9.%d", i))
+		lower := serve(t, m, w, srvName, dns.TypeSRV).Answer[0].Header().Ttl
+		mixed := serve(t, m, w, "LinKerd-Policy.linkerd.svc.cluster.local.", dns.TypeSRV).Answer[0].Header().Ttl
+		if lower != mixed {
+			t.Errorf("client %d: TTL %d for the name, %d for it 0x20-randomized", i, lower, mixed)
+		}
+	}
+}
+
+// proxied is an address as CoreDNS's proxyproto plugin (v1.15) hands it out:
+// the address of the load balancer the packet came from, wrapping the
+// client's address from the PROXY header.
+type proxied struct{ balancer, client net.Addr }
+
+func (p *proxied) Network() string  { return p.balancer.Network() }
+func (p *proxied) String() string   { return p.client.String() }
+func (p *proxied) Unwrap() net.Addr { return p.client }
+
+// TestProxiedClientsSpread: 40 clients behind one PROXY-protocol load
+// balancer get the TTLs they would get talking to CoreDNS directly, spread.
+func TestProxiedClientsSpread(t *testing.T) {
+	m := newMinTTL(fixed{msg: srvResponse(1)})
+	balancer := &net.UDPAddr{IP: net.ParseIP("192.0.2.1"), Port: 5353}
+	seen := map[uint32]bool{}
+	for i := 1; i <= 40; i++ {
+		for _, direct := range []net.Addr{
+			&net.UDPAddr{IP: net.IPv4(10, 244, 3, byte(i)), Port: 40000 + i},
+			&net.TCPAddr{IP: net.ParseIP(fmt.Sprintf("2001:db8::%x", i)), Port: 40000 + i},
+		} {
+			want := serve(t, m, &sink{addr: direct}, srvName, dns.TypeSRV).Answer[0].Header().Ttl
+			got := serve(t, m, &sink{addr: &proxied{balancer: balancer, client: direct}}, srvName, dns.TypeSRV).Answer[0].Header().Ttl
+			if got != want {
+				t.Errorf("client %v behind the balancer: TTL %d, directly %d", direct, got, want)
+			}
+			seen[got] = true
+		}
+	}
+	if len(seen) < 5 {
+		t.Errorf("80 clients behind one balancer got only the TTLs %v", seen)
+	}
+}
+
+// TestProxiedClientKeyAllocatesNothing: unwrapping is on the hot path of
+// every raised response.
+func TestProxiedClientKeyAllocatesNothing(t *testing.T) {
+	addr := &proxied{balancer: &net.UDPAddr{IP: net.ParseIP("192.0.2.1")}, client: &net.UDPAddr{IP: net.ParseIP("10.244.0.8")}}
+	if got := testing.AllocsPerRun(100, func() { clientKey(addr, srvName) }); got != 0 {
+		t.Errorf("client key of a proxied client: %v allocations", got)
+	}
+}
+
+// TestClientIPAgreesWithRequest feeds clientIP and CoreDNS's own
+// request.Request.IP the same remote addresses.
+func TestClientIPAgreesWithRequest(t *testing.T) {
+	balancer := &net.UDPAddr{IP: net.ParseIP("192.0.2.1"), Port: 5353}
+	addrs := []net.Addr{
+		&net.UDPAddr{IP: net.ParseIP("10.244.0.7"), Port: 53},
+		&net.TCPAddr{IP: net.ParseIP("10.244.0.7"), Port: 53},
+		&net.UDPAddr{IP: net.IPv4(10, 244, 0, 7).To4(), Port: 53},
+		&net.UDPAddr{IP: net.ParseIP("2001:db8::7"), Port: 53},
+		&net.TCPAddr{IP: net.ParseIP("::ffff:10.1.2.3"), Port: 53},
+		&net.UDPAddr{IP: net.ParseIP("fe80::1"), Port: 53, Zone: "eth0"},
+		&net.UDPAddr{},
+		&net.TCPAddr{IP: net.IP{1, 2, 3}},
+		&proxied{balancer: balancer, client: &net.UDPAddr{IP: net.ParseIP("10.244.0.8"), Port: 1}},
+		&proxied{balancer: balancer, client: &net.TCPAddr{IP: net.ParseIP("2001:db8::8"), Port: 1}},
+		&net.UnixAddr{Name: "/run/coredns.sock", Net: "unix"},
+	}
+	for _, addr := range addrs {
+		theirs := (&request.Request{W: &sink{addr: addr}}).IP()
+		if host, _, zoned := strings.Cut(theirs, "%"); zoned {
+			theirs = host // clientIP has no zone, and the key needs none
+		}
+		if got, want := canonicalIP(clientIP(addr)), canonicalIP(net.ParseIP(theirs)); got != want {
+			t.Errorf("%T %v: clientIP %q, request.IP %q", addr, addr, got, want)
+		}
+	}
+
+	// Where they differ, by design: request.IP parses the String of an
+	// address of a type CoreDNS's servers never hand out (neither UDP nor TCP,
+	// nor wrapping one); clientIP parses no strings on the hot path and gives
+	// such a client the key of "no address".
+	odd := &net.IPAddr{IP: net.ParseIP("10.244.0.9")}
+	if got, theirs := clientIP(odd), (&request.Request{W: &sink{addr: odd}}).IP(); got != nil || theirs != "10.244.0.9" {
+		t.Errorf("%T: clientIP %v, request.IP %q; want nil and the address", odd, got, theirs)
+	}
+}
+
+// canonicalIP is ip in text, or "" if it is no valid address.
+func canonicalIP(ip net.IP) string {
+	if ip.To16() == nil {
+		return ""
+	}
+	return ip.String()
+}
+
+// TestNODATABehindCNAME: in a positive answer the SOA, NSEC and NSEC3
+// records of the authority section (and their RRSIGs) are negative data. A
+// NOERROR answer whose CNAME chain ends in no data is a NODATA answer (RFC
+// 2308 §2.2): its CNAME is raised, its SOA only with negative, to the
+// negative floor; NSEC records stay as they are.
+func TestNODATABehindCNAME(t *testing.T) {
+	msg := new(dns.Msg)
+	msg.SetQuestion("www.linkerd.svc.cluster.local.", dns.TypeAAAA)
+	msg.Response = true
+	msg.Answer = []dns.RR{test.CNAME("www.linkerd.svc.cluster.local. 2 IN CNAME web.linkerd.svc.cluster.local.")}
+	msg.Ns = negativeResponse(dns.RcodeSuccess, 5).Ns // SOA, RRSIG(SOA), NSEC
+	msg.Ns = append(msg.Ns,
+		test.RRSIG("cluster.local. 5 IN RRSIG NSEC 8 2 5 20300101000000 20200101000000 12345 cluster.local. c2ln"),
+		&dns.NSEC3{Hdr: dns.RR_Header{Name: "abc.cluster.local.", Rrtype: dns.TypeNSEC3, Class: dns.ClassINET, Ttl: 5}, Hash: 1, HashLength: 1, NextDomain: "b", TypeBitMap: []uint16{dns.TypeA}},
+		test.NS("cluster.local. 5 IN NS ns.dns.cluster.local."))
+
+	for _, tc := range []struct {
+		name             string
+		floor            uint32
+		negative, negJit uint32
+		soaLow, soaHigh  uint32
+	}{
+		{"without negative", 3600, 0, 0, 5, 5},
+		{"with negative", 3600, 10, 2, 10, 12},
+	} {
+		m := newMinTTL(fixed{msg: msg})
+		m.Floor, m.Jitter, m.Negative, m.NegativeJitter = tc.floor, 720, tc.negative, tc.negJit
+		got := serve(t, m, client("10.0.0.1"), msg.Question[0].Name, dns.TypeAAAA)
+		if ttl := got.Answer[0].Header().Ttl; ttl < 3600 || ttl > 4320 {
+			t.Errorf("%s: CNAME at %d, want 3600..4320", tc.name, ttl)
+		}
+		soa, sig := got.Ns[0].Header().Ttl, got.Ns[1].Header().Ttl
+		if soa < tc.soaLow || soa > tc.soaHigh || sig != soa {
+			t.Errorf("%s: SOA at %d, its RRSIG at %d; want one TTL in %d..%d", tc.name, soa, sig, tc.soaLow, tc.soaHigh)
+		}
+		if proofs := ttls(got.Ns[2:5]); !slices.Equal(proofs, []uint32{5, 5, 5}) {
+			t.Errorf("%s: NSEC, its RRSIG and NSEC3 changed to %v", tc.name, proofs)
+		}
+		if ns := got.Ns[5].Header().Ttl; ns < 3600 {
+			t.Errorf("%s: NS record of the authority section (positive data) left at %d", tc.name, ns)
+		}
+	}
+
+	// And the SOA is what makes such an answer worth raising, with negative.
+	nodata := msg.Copy()
+	nodata.Answer[0].Header().Ttl = 300
+	nodata.Ns = nodata.Ns[:1]
+	m := newMinTTL(held{msg: nodata})
+	if got := serve(t, m, client("10.0.0.1"), msg.Question[0].Name, dns.TypeAAAA); got != nodata {
+		t.Errorf("without negative: %v %v, want it passed through", ttls(got.Answer), ttls(got.Ns))
+	}
+	m.Negative, m.NegativeJitter = 10, 2
+	got := serve(t, m, client("10.0.0.1"), msg.Question[0].Name, dns.TypeAAAA)
+	if cname, soa := got.Answer[0].Header().Ttl, got.Ns[0].Header().Ttl; cname != 300 || soa < 10 || soa > 12 {
+		t.Errorf("with negative 10: CNAME %d, SOA %d; want 300 and 10..12", cname, soa)
+	}
+}
+
+// TestSOAAnswerIsPositive: an SOA asked for is a positive answer's record.
+func TestSOAAnswerIsPositive(t *testing.T) {
+	msg := new(dns.Msg)
+	msg.SetQuestion("linkerd.svc.cluster.local.", dns.TypeSOA)
+	msg.Response = true
+	msg.Answer = []dns.RR{test.SOA("linkerd.svc.cluster.local. 3 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. 1 7200 1800 86400 5")}
+	msg.Ns = []dns.RR{&dns.NSEC{Hdr: dns.RR_Header{Name: "x.linkerd.svc.cluster.local.", Rrtype: dns.TypeNSEC, Class: dns.ClassINET, Ttl: 3}, NextDomain: "y.linkerd.svc.cluster.local.", TypeBitMap: []uint16{dns.TypeA}}}
+	got := serve(t, newMinTTL(fixed{msg: msg}), client("10.0.0.1"), "linkerd.svc.cluster.local.", dns.TypeSOA)
+	if soa, nsec := got.Answer[0].Header().Ttl, got.Ns[0].Header().Ttl; soa < 30 || soa > 36 || nsec != 3 {
+		t.Errorf("SOA answer at %d, want 30..36; authority NSEC at %d, want 3", soa, nsec)
+	}
+}
+
+// TestNegativeJitterRidesOnNegativeFloor: the SOA of a negative answer gets
+// the jitter of the negative floor, not the positive floor's.
+func TestNegativeJitterRidesOnNegativeFloor(t *testing.T) {
+	c := caddy.NewTestController("dns", "minttl {\n floor 1h\n negative 10s\n}")
+	c.ServerBlockKeys = []string{"cluster.local.:53"}
+	m, err := parse(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Next, m.now = fixed{msg: negativeResponse(dns.RcodeNameError, 2)}, func() time.Time { return pinned }
+	m.Zones = []string{"linkerd.svc.cluster.local."}
+	seen := map[uint32]bool{}
+	for i := 1; i <= 30; i++ {
+		soa := serve(t, m, client(fmt.Sprintf("10.0.2.%d", i)), srvName, dns.TypeSRV).Ns[0].Header().Ttl
+		if soa < 10 || soa > 12 { // 20 % of 10 s
+			t.Errorf("client %d: NXDOMAIN SOA at %d, want 10..12", i, soa)
+		}
+		seen[soa] = true
+	}
+	if len(seen) < 2 {
+		t.Errorf("30 clients got one SOA TTL %v: no jitter", seen)
+	}
+}
+
+// TestRFC3597RRSIGDoesNotPanic: a record of type RRSIG that is not a
+// *dns.RRSIG (a plugin can build one) is an RRset of its own.
+func TestRFC3597RRSIGDoesNotPanic(t *testing.T) {
+	msg := srvResponse(2)
+	msg.Answer = append(msg.Answer, &dns.RFC3597{Hdr: dns.RR_Header{Name: srvName, Rrtype: dns.TypeRRSIG, Class: dns.ClassINET, Ttl: 2}, Rdata: "0021"})
+	got := serve(t, newMinTTL(fixed{msg: msg}), client("10.0.0.1"), srvName, dns.TypeSRV)
+	if srv, sig := got.Answer[0].Header().Ttl, got.Answer[3].Header().Ttl; srv < 30 || sig != srv {
+		t.Errorf("SRV at %d, RRSIG (RFC 3597) at %d: want both raised to one TTL", srv, sig)
+	}
+}
+
+// TestTypeLabelsBounded: 100 unknown types raised in one zone make one series,
+// type="other", and one entry in the counter map.
+func TestTypeLabelsBounded(t *testing.T) {
+	zone := fresh("types.test.")
+	m := newMinTTL(nil)
+	m.Zones = []string{zone}
+	series := testutil.CollectAndCount(raisedRecords)
+	for i := 0; i < 100; i++ {
+		typ := uint16(65280 + i)
+		msg := new(dns.Msg)
+		msg.SetQuestion("u."+zone, typ)
+		msg.Response = true
+		msg.Answer = []dns.RR{&dns.RFC3597{Hdr: dns.RR_Header{Name: "u." + zone, Rrtype: typ, Class: dns.ClassINET, Ttl: 1}, Rdata: "00"}}
+		m.Next = held{msg: msg}
+		serve(t, m, client("10.0.0.1"), "u."+zone, typ)
+	}
+	if n := testutil.CollectAndCount(raisedRecords) - series; n != 1 {
+		t.Errorf("100 unknown types made %d new series, want 1", n)
+	}
+	if n := testutil.ToFloat64(raisedRecords.WithLabelValues("", zone, "other")); n != 100 {
+		t.Errorf(`type="other" counts %v, want 100`, n)
+	}
+	if byType := countersFor("", zone).byType.Load(); byType == nil || len(*byType) != 1 {
+		t.Errorf("the counter map holds %v, want one type", byType)
+	}
+}
+
+// TestTypeLabelAgreesWithCoreDNS feeds typeLabel and CoreDNS's own metrics
+// (the type label of coredns_dns_requests_total) the same types.
+func TestTypeLabelAgreesWithCoreDNS(t *testing.T) {
+	types := map[uint16]bool{0: true, 127: true, 128: true, 256: true, 32767: true, 65280: true, 65535: true}
+	for typ := range dns.TypeToString {
+		types[typ] = true
+	}
+	server := fresh("typelabel")
+	for typ := range types {
+		zone := fmt.Sprintf("t%d.typelabel.test.", typ)
+		req := new(dns.Msg)
+		req.SetQuestion("x."+zone, typ)
+		vars.Report(server, request.Request{W: &test.ResponseWriter{}, Req: req}, zone, "", "NOERROR", "minttl", 0, time.Now())
+		ours := typeLabel(typ)
+		theirs := "other"
+		if testutil.ToFloat64(vars.RequestCount.WithLabelValues(server, zone, "", "udp", "1", "other")) == 0 {
+			theirs = dns.Type(typ).String()
+		}
+		if testutil.ToFloat64(vars.RequestCount.WithLabelValues(server, zone, "", "udp", "1", theirs)) != 1 {
+			t.Fatalf("type %d: CoreDNS counted the request under neither %q nor other", typ, theirs)
+		}
+		if ours == theirs {
+			continue
+		}
+		// CoreDNS names SVCB since v1.14.3; minttl does, whatever CoreDNS it is built with.
+		if typ == dns.TypeSVCB && ours == "SVCB" {
+			t.Logf("this CoreDNS files SVCB under %q; minttl names it", theirs)
+			continue
+		}
+		t.Errorf("type %d: minttl's label %q, CoreDNS's %q", typ, ours, theirs)
+	}
+}
+
+var runs int
+
+// fresh returns name prefixed with a label new to this test binary, for
+// metric labels that -count=2 must not find already counted.
+func fresh(name string) string {
+	runs++
+	return fmt.Sprintf("run%d.%s", runs, name)
+}
+
+// TestMetricsCountEveryType: a response raising more record types than the
+// copier tracks inline still counts each type.
+func TestMetricsCountEveryType(t *testing.T) {
+	zone := fresh("many.test.")
+	name := "x." + zone
+	msg := new(dns.Msg)
+	msg.SetQuestion(name, dns.TypeA)
+	msg.Response = true
+	for _, rr := range []string{"A 10.0.0.1", "A 10.0.0.2", "AAAA ::1", "SRV 0 0 53 y." + zone, `TXT "t"`, "MX 10 y." + zone, "PTR y." + zone, "A 10.0.0.3"} {
+		r, err := dns.NewRR(name + " 1 IN " + rr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg.Answer = append(msg.Answer, r)
+	}
+	m := newMinTTL(held{msg: msg})
+	m.Zones = []string{zone}
+	serve(t, m, client("10.0.0.1"), name, dns.TypeA)
+	for typ, want := range map[string]float64{"A": 3, "AAAA": 1, "SRV": 1, "TXT": 1, "MX": 1, "PTR": 1} {
+		if got := testutil.ToFloat64(raisedRecords.WithLabelValues("", zone, typ)); got != want {
+			t.Errorf("%s: %v raised, want %v", typ, got, want)
+		}
 	}
 }

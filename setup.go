@@ -3,6 +3,7 @@ package minttl
 import (
 	"fmt"
 	"math"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -19,7 +20,7 @@ func init() { plugin.Register("minttl", setup) }
 const (
 	defaultFloor = 30
 	minFloor     = 1
-	maxFloor     = 24 * 60 * 60
+	maxFloor     = 86400         // 24h
 	maxTTL       = math.MaxInt32 // RFC 2181 §8
 )
 
@@ -38,11 +39,14 @@ func setup(c *caddy.Controller) error {
 func parse(c *caddy.Controller) (*MinTTL, error) {
 	m := &MinTTL{Floor: defaultFloor, now: time.Now}
 	jit, negative := jitter{share: true, percent: 20}, false
+	var err error
 	for i := 0; c.Next(); i++ {
 		if i > 0 {
 			return nil, c.Err("minttl can only be used once per server block")
 		}
-		m.Zones = plugin.OriginsFromArgsOrServerBlock(c.RemainingArgs(), c.ServerBlockKeys)
+		if m.Zones, err = zonesArgs(c); err != nil {
+			return nil, err
+		}
 		seen := map[string]bool{}
 		for c.NextBlock() {
 			property := c.Val()
@@ -50,7 +54,6 @@ func parse(c *caddy.Controller) (*MinTTL, error) {
 				return nil, c.Errf("property %q given twice", property)
 			}
 			seen[property] = true
-			var err error
 			switch property {
 			case "floor":
 				m.Floor, err = floorArg(c, "floor")
@@ -72,12 +75,37 @@ func parse(c *caddy.Controller) (*MinTTL, error) {
 	if negative && m.Negative == 0 {
 		m.Negative = m.Floor
 	}
-	m.Jitter = jit.of(m.Floor)
-	// Floors stop at 24h, so only a jitter given in seconds can overflow: name its line.
-	if top := uint64(max(m.Floor, m.Negative)) + uint64(m.Jitter); top > maxTTL {
-		return nil, fmt.Errorf("%s:%d - Error during parsing: floor + jitter is %d s, above the largest TTL (%d s)", c.File(), jit.line, top, maxTTL)
+	if m.Jitter, err = jit.on(c, "floor", m.Floor, m.Floor); err != nil {
+		return nil, err
+	}
+	if m.NegativeJitter, err = jit.on(c, "negative", m.Negative, m.Floor); err != nil {
+		return nil, err
 	}
 	return m, nil
+}
+
+// zonesArgs returns the zones given as arguments, or else the server block's.
+// plugin.OriginsFromArgsOrServerBlock drops a zone it cannot read, and takes
+// a CIDR it cannot read for a name: minttl would then act on none of the zones
+// the operator meant, silently. Refuse them instead.
+func zonesArgs(c *caddy.Controller) ([]string, error) {
+	args := c.RemainingArgs()
+	for _, arg := range args {
+		zones := plugin.Host(arg).NormalizeExact()
+		if len(zones) == 0 || badCIDR(zones[0]) {
+			return nil, c.Errf("invalid zone %q", arg)
+		}
+	}
+	return plugin.OriginsFromArgsOrServerBlock(args, c.ServerBlockKeys), nil
+}
+
+// badCIDR reports whether zone is an IP address with a prefix that
+// net.ParseCIDR refused ("10.0.0.0/33."): a CIDR it accepts has become
+// in-addr.arpa or ip6.arpa names, and an RFC 2317 name such as
+// "0/26.2.0.192.in-addr.arpa." has no address before its slash.
+func badCIDR(zone string) bool {
+	ip, _, slash := strings.Cut(zone, "/")
+	return slash && net.ParseIP(ip) != nil
 }
 
 func oneArg(c *caddy.Controller) (string, error) {
@@ -176,12 +204,22 @@ func jitterArg(c *caddy.Controller) (jitter, error) {
 	return j, nil
 }
 
-// of is the jitter in whole seconds for floor.
-func (j jitter) of(floor uint32) uint32 {
+// on returns the jitter in whole seconds on floor (named name), given for
+// the positive floor. A share is a share of the floor it rides on; seconds
+// are for the positive floor, and another floor (negative) gets the same
+// share of itself.
+func (j jitter) on(c *caddy.Controller, name string, floor, positive uint32) (uint32, error) {
+	var s uint64
 	if j.share {
-		return uint32(float64(floor) * j.percent / 100)
+		s = uint64(float64(floor) * j.percent / 100)
+	} else {
+		s = uint64(j.seconds) * uint64(floor) / uint64(positive)
 	}
-	return j.seconds
+	// Floors stop at 24h, so only a jitter given in seconds can overflow: name its line.
+	if top := uint64(floor) + s; top > maxTTL {
+		return 0, fmt.Errorf("%s:%d - Error during parsing: %s + jitter is %d s, above the largest TTL (%d s)", c.File(), j.line, name, top, maxTTL)
+	}
+	return uint32(s), nil
 }
 
 func typesArgs(c *caddy.Controller) ([]uint16, error) {
@@ -191,7 +229,7 @@ func typesArgs(c *caddy.Controller) ([]uint16, error) {
 	}
 	types := make([]uint16, 0, len(args))
 	for _, a := range args {
-		t, ok := dns.StringToType[strings.ToUpper(a)]
+		t, ok := typeOf(strings.ToUpper(a))
 		if !ok {
 			return nil, c.Errf("unknown type %q", a)
 		}
@@ -199,7 +237,25 @@ func typesArgs(c *caddy.Controller) ([]uint16, error) {
 		case dns.TypeOPT, dns.TypeTSIG, dns.TypeSIG, dns.TypeRRSIG:
 			return nil, c.Errf("type %q is never raised on its own", a)
 		}
+		// RFC 6895 §3.1: types 128 to 255 (ANY, AXFR, IXFR, MAILA, MAILB,
+		// TKEY, ...) are asked for, never held in an RRset; 0 is reserved.
+		if t == dns.TypeNone || t >= 128 && t <= 255 {
+			return nil, c.Errf("type %q is a query or meta type, never a record's", a)
+		}
 		types = append(types, t)
 	}
 	return types, nil
+}
+
+// typeOf reads a type's mnemonic or its RFC 3597 name, TYPEnnn.
+func typeOf(s string) (uint16, bool) {
+	if t, ok := dns.StringToType[s]; ok {
+		return t, true
+	}
+	n, ok := strings.CutPrefix(s, "TYPE")
+	if !ok {
+		return 0, false
+	}
+	t, err := strconv.ParseUint(n, 10, 16)
+	return uint16(t), err == nil
 }

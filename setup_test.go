@@ -18,43 +18,78 @@ func TestSetup(t *testing.T) {
 		jitter   uint32
 		types    []uint16
 		negative uint32
+		negJit   uint32 // the negative floor's jitter, when not 0
 	}{
-		{`minttl`, []string{"cluster.local."}, 30, 6, nil, 0},
+		{`minttl`, []string{"cluster.local."}, 30, 6, nil, 0, 0},
 		{`minttl {
-		}`, []string{"cluster.local."}, 30, 6, nil, 0},
-		{`minttl linkerd.svc.cluster.local example.org.`, []string{"linkerd.svc.cluster.local.", "example.org."}, 30, 6, nil, 0},
+		}`, []string{"cluster.local."}, 30, 6, nil, 0, 0},
+		{`minttl linkerd.svc.cluster.local example.org.`, []string{"linkerd.svc.cluster.local.", "example.org."}, 30, 6, nil, 0, 0},
 		{`minttl {
 			floor 2m
-		}`, []string{"cluster.local."}, 120, 24, nil, 0},
+		}`, []string{"cluster.local."}, 120, 24, nil, 0, 0},
 		{`minttl {
 			floor 45
 			jitter 10%
-		}`, []string{"cluster.local."}, 45, 4, nil, 0},
+		}`, []string{"cluster.local."}, 45, 4, nil, 0, 0},
 		{`minttl {
 			jitter 50%
-		}`, []string{"cluster.local."}, 30, 15, nil, 0},
+		}`, []string{"cluster.local."}, 30, 15, nil, 0, 0},
 		{`minttl {
 			jitter 7s
-		}`, []string{"cluster.local."}, 30, 7, nil, 0},
+		}`, []string{"cluster.local."}, 30, 7, nil, 0, 0},
 		{`minttl {
 			jitter 0
-		}`, []string{"cluster.local."}, 30, 0, nil, 0},
+		}`, []string{"cluster.local."}, 30, 0, nil, 0, 0},
 		{`minttl {
 			jitter 100%
 			floor 1s
-		}`, []string{"cluster.local."}, 1, 1, nil, 0},
+		}`, []string{"cluster.local."}, 1, 1, nil, 0, 0},
 		{`minttl {
 			floor 24h
-		}`, []string{"cluster.local."}, 86400, 17280, nil, 0},
+		}`, []string{"cluster.local."}, 86400, 17280, nil, 0, 0},
 		{`minttl {
 			types srv A
-		}`, []string{"cluster.local."}, 30, 6, []uint16{dns.TypeSRV, dns.TypeA}, 0},
+		}`, []string{"cluster.local."}, 30, 6, []uint16{dns.TypeSRV, dns.TypeA}, 0, 0},
 		{`minttl {
 			negative
-		}`, []string{"cluster.local."}, 30, 6, nil, 30},
+		}`, []string{"cluster.local."}, 30, 6, nil, 30, 6},
 		{`minttl {
 			negative 10s
-		}`, []string{"cluster.local."}, 30, 6, nil, 10},
+		}`, []string{"cluster.local."}, 30, 6, nil, 10, 2},
+		// A share rides on each floor; seconds are for the floor, and the
+		// negative floor gets the same share of itself.
+		{`minttl {
+			floor 1h
+			negative 10s
+		}`, []string{"cluster.local."}, 3600, 720, nil, 10, 2},
+		{`minttl {
+			floor 1h
+			jitter 10m
+			negative 10s
+		}`, []string{"cluster.local."}, 3600, 600, nil, 10, 1},
+		{`minttl {
+			jitter 6s
+			negative 2m
+		}`, []string{"cluster.local."}, 30, 6, nil, 120, 24},
+		{`minttl {
+			jitter 0s
+		}`, []string{"cluster.local."}, 30, 0, nil, 0, 0},
+		{`minttl {
+			jitter 0%
+		}`, []string{"cluster.local."}, 30, 0, nil, 0, 0},
+		{`minttl {
+			types TYPE65280 type33 A
+		}`, []string{"cluster.local."}, 30, 6, []uint16{65280, dns.TypeSRV, dns.TypeA}, 0, 0},
+		{`minttl {
+			types TYPE127 TYPE256 TYPE65535
+		}`, []string{"cluster.local."}, 30, 6, []uint16{127, 256, 65535}, 0, 0},
+		{`minttl 10.0.0.0/24 0/26.2.0.192.in-addr.arpa dns://example.org:53 EXAMPLE.net`,
+			[]string{"0.0.10.in-addr.arpa.", "0/26.2.0.192.in-addr.arpa.", "example.org.", "example.net."}, 30, 6, nil, 0, 0},
+		{`minttl 10.0.0.0/15`, []string{"0.10.in-addr.arpa.", "1.10.in-addr.arpa."}, 30, 6, nil, 0, 0},
+		{`minttl {
+			floor 1
+			jitter 2147483646
+		}`, []string{"cluster.local."}, 1, 2147483646, nil, 0, 0},
 	} {
 		c := caddy.NewTestController("dns", tc.input)
 		c.ServerBlockKeys = []string{"cluster.local.:53"}
@@ -64,8 +99,8 @@ func TestSetup(t *testing.T) {
 			continue
 		}
 		if !slices.Equal(m.Zones, tc.zones) || m.Floor != tc.floor || m.Jitter != tc.jitter ||
-			!slices.Equal(m.Types, tc.types) || m.Negative != tc.negative {
-			t.Errorf("%q: got zones %v floor %d jitter %d types %v negative %d", tc.input, m.Zones, m.Floor, m.Jitter, m.Types, m.Negative)
+			!slices.Equal(m.Types, tc.types) || m.Negative != tc.negative || m.NegativeJitter != tc.negJit {
+			t.Errorf("%q: got zones %v floor %d jitter %d types %v negative %d (jitter %d)", tc.input, m.Zones, m.Floor, m.Jitter, m.Types, m.Negative, m.NegativeJitter)
 		}
 	}
 }
@@ -106,6 +141,33 @@ func TestSetupErrors(t *testing.T) {
 		{"minttl {\n negative 0\n}", `negative "0" out of range`},
 		{"minttl {\n floor 10\n floor 20\n}", `Testfile:3 - Error during parsing: property "floor" given twice`},
 		{"minttl\nminttl", "Testfile:2 - Error during parsing: minttl can only be used once per server block"},
+		{"minttl {\n floor 86401\n}", `floor "86401" out of range`},
+		{"minttl {\n floor 24h0m1s\n}", `floor "24h0m1s" out of range`},
+		{"minttl {\n jitter NaN%\n}", `Testfile:2 - Error during parsing: invalid jitter "NaN%"`},
+		{"minttl {\n jitter nan%\n}", `invalid jitter "nan%"`},
+		{"minttl {\n jitter inf%\n}", `jitter "inf%" out of range`},
+		{"minttl {\n floor 1\n jitter 2147483000\n negative 24h\n}", `Testfile:3 - Error during parsing: negative + jitter is 185542531286400 s, above the largest TTL`},
+		{"minttl {\n floor 1\n jitter 2147483647\n}", `Testfile:3 - Error during parsing: floor + jitter is 2147483648 s`},
+		{"\nminttl ..bad", `Testfile:2 - Error during parsing: invalid zone "..bad"`},
+		{"minttl example.org ..bad", `invalid zone "..bad"`},
+		{"minttl 10.0.0.0/33", `invalid zone "10.0.0.0/33"`},
+		{"minttl 10.0.0.0/8x", `invalid zone "10.0.0.0/8x"`},
+		{"minttl 2001:db8::/129", `invalid zone "2001:db8::/129"`},
+		{"minttl example.org:", `invalid zone "example.org:"`},
+		{"minttl {\n types ANY\n}", `type "ANY" is a query or meta type, never a record's`},
+		{"minttl {\n types SRV AXFR\n}", `type "AXFR" is a query or meta type`},
+		{"minttl {\n types ixfr\n}", `type "ixfr" is a query or meta type`},
+		{"minttl {\n types TYPE128\n}", `type "TYPE128" is a query or meta type`},
+		{"minttl {\n types TYPE255\n}", `type "TYPE255" is a query or meta type`},
+		{"minttl {\n types TYPE0\n}", `type "TYPE0" is a query or meta type`},
+		{"minttl {\n types TYPE41\n}", `type "TYPE41" is never raised on its own`},
+		{"minttl {\n types TSIG\n}", `type "TSIG" is never raised on its own`},
+		{"minttl {\n types SIG\n}", `type "SIG" is never raised on its own`},
+		{"minttl {\n types RRSIG\n}", `type "RRSIG" is never raised on its own`},
+		{"minttl {\n types TYPE65536\n}", `unknown type "TYPE65536"`},
+		{"minttl {\n types TYPE\n}", `unknown type "TYPE"`},
+		{"minttl {\n types TYPE-1\n}", `unknown type "TYPE-1"`},
+		{"minttl {\n types xTYPE1\n}", `unknown type "xTYPE1"`},
 	} {
 		c := caddy.NewTestController("dns", tc.input)
 		c.ServerBlockKeys = []string{"cluster.local.:53"}

@@ -25,43 +25,69 @@ func (w *ResponseWriter) WriteMsg(res *dns.Msg) error {
 	return w.ResponseWriter.WriteMsg(res)
 }
 
-// scope says which records of a response may be raised, and to what floor.
+// level is a floor and the TTL that records below it are raised to. A zero
+// floor raises nothing.
+type level struct{ floor, target uint32 }
+
+// aim sets the target: the floor plus the client's jitter for it.
+func (l *level) aim(key uint64, now int64, jitter uint32) {
+	if l.floor == 0 {
+		return
+	}
+	l.target = l.floor + jitterFor(key, now, l.floor, jitter)
+}
+
+// scope says which records of one section of a response may be raised, and to what.
 type scope struct {
-	floor uint32
-	types []uint16 // empty: every type
-	soa   bool     // negative answer: only the SOA (and its RRSIGs)
+	positive level    // records of a positive answer
+	types    []uint16 // positive records only of these types; empty: every type
+	negative level    // the SOA in the authority section (negative data, RFC 2308)
+	// authority is set for the authority section, where the SOA, NSEC and
+	// NSEC3 records are negative data (proof that a name or type does not
+	// exist, as in a NODATA answer behind a CNAME) even in a positive answer.
+	authority bool
 }
 
 // raise returns a copy of res with raised TTLs, or nil when nothing needs to change.
 func (w *ResponseWriter) raise(res *dns.Msg) *dns.Msg {
 	sc, ok := w.scopeOf(res)
-	if !ok || !(needsRaise(res.Answer, sc) || needsRaise(res.Ns, sc) || needsRaise(res.Extra, sc)) {
+	if !ok || !(needsRaise(res.Answer, sc) || needsRaise(res.Ns, sc.inAuthority()) || needsRaise(res.Extra, sc)) {
 		return nil
 	}
 	key := clientKey(w.RemoteAddr(), w.qname)
-	target := sc.floor + jitterFor(key, w.clock().Unix(), sc.floor, w.Jitter)
+	now := w.clock().Unix()
+	sc.positive.aim(key, now, w.Jitter)
+	sc.negative.aim(key, now, w.NegativeJitter)
 
 	c := &copier{msg: *res}
-	c.msg.Answer = c.raiseSection(res.Answer, sc, target)
-	c.msg.Ns = c.raiseSection(res.Ns, sc, target)
-	c.msg.Extra = c.raiseSection(res.Extra, sc, target)
+	c.msg.Answer = c.raiseSection(res.Answer, sc)
+	c.msg.Ns = c.raiseSection(res.Ns, sc.inAuthority())
+	c.msg.Extra = c.raiseSection(res.Extra, sc)
 	w.report(c)
 	return &c.msg
 }
 
-// scopeOf classifies res. Signed responses are left alone: the TSIG MAC or
-// SIG(0) signature covers the TTLs.
+// scopeOf classifies res: a positive answer (NOERROR with answer records), a
+// negative one (NXDOMAIN, or NOERROR without answer records) when negative is
+// set, or neither. Signed responses are left alone: the TSIG MAC or SIG(0)
+// signature covers the TTLs.
 func (w *ResponseWriter) scopeOf(res *dns.Msg) (scope, bool) {
 	if isSigned(res) {
 		return scope{}, false
 	}
-	switch {
-	case res.Rcode == dns.RcodeSuccess && len(res.Answer) > 0:
-		return scope{floor: w.Floor, types: w.Types}, true
-	case w.Negative > 0 && (res.Rcode == dns.RcodeNameError || res.Rcode == dns.RcodeSuccess):
-		return scope{floor: w.Negative, soa: true}, true
+	negative := level{floor: w.Negative}
+	if res.Rcode == dns.RcodeSuccess && len(res.Answer) > 0 {
+		return scope{positive: level{floor: w.Floor}, types: w.Types, negative: negative}, true
+	}
+	if w.Negative != 0 && (res.Rcode == dns.RcodeNameError || res.Rcode == dns.RcodeSuccess) {
+		return scope{negative: negative}, true
 	}
 	return scope{}, false
+}
+
+func (sc scope) inAuthority() scope {
+	sc.authority = true
+	return sc
 }
 
 func isSigned(res *dns.Msg) bool {
@@ -72,33 +98,52 @@ func isSigned(res *dns.Msg) bool {
 	return t == dns.TypeTSIG || t == dns.TypeSIG
 }
 
-// eligible reports whether rr may be raised in scope sc, and the type of the
-// RRset it belongs to (an RRSIG belongs to the RRset it covers).
-func eligible(rr dns.RR, sc scope) (uint16, bool) {
-	t := rr.Header().Rrtype
-	switch t {
-	case dns.TypeOPT, dns.TypeTSIG, dns.TypeSIG:
-		return t, false
-	case dns.TypeRRSIG:
-		t = rr.(*dns.RRSIG).TypeCovered
+// rrsetType is the type of the RRset rr belongs to: an RRSIG goes with the
+// type it covers. (A record of type RRSIG that is not a *dns.RRSIG, such as a
+// hand-built *dns.RFC3597, covers no type we can tell: it is its own RRset.)
+func rrsetType(rr dns.RR) uint16 {
+	if sig, ok := rr.(*dns.RRSIG); ok {
+		return sig.TypeCovered
 	}
-	if sc.soa {
-		return t, t == dns.TypeSOA
-	}
-	if len(sc.types) == 0 {
-		return t, true
-	}
-	for _, allowed := range sc.types {
-		if t == allowed {
-			return t, true
-		}
-	}
-	return t, false
+	return rr.Header().Rrtype
 }
 
+// levelOf returns the level that the records of an RRset of type t are
+// raised at in this scope.
+func (sc scope) levelOf(t uint16) level {
+	switch t {
+	case dns.TypeOPT, dns.TypeTSIG, dns.TypeSIG:
+		return level{}
+	case dns.TypeSOA:
+		if sc.authority {
+			return sc.negative
+		}
+	case dns.TypeNSEC, dns.TypeNSEC3:
+		if sc.authority {
+			return level{} // negative data that negative never raises: see README
+		}
+	}
+	if len(sc.types) > 0 && !typeIn(t, sc.types) {
+		return level{}
+	}
+	return sc.positive
+}
+
+func typeIn(t uint16, types []uint16) bool {
+	for _, allowed := range types {
+		if t == allowed {
+			return true
+		}
+	}
+	return false
+}
+
+// needsRaise reports whether raising changes a record of rrs: one below its
+// floor, in an RRset without a TTL above 2^31-1.
 func needsRaise(rrs []dns.RR, sc scope) bool {
-	for _, rr := range rrs {
-		if _, ok := eligible(rr, sc); ok && rr.Header().Ttl < sc.floor {
+	for i, rr := range rrs {
+		t := rrsetType(rr)
+		if rr.Header().Ttl < sc.levelOf(t).floor && !spoiled(rrs, i, t) {
 			return true
 		}
 	}
@@ -109,12 +154,13 @@ func needsRaise(rrs []dns.RR, sc scope) bool {
 // holding a TTL below the floor carries one TTL: the larger of target and the
 // RRset's highest TTL, so no record is lowered (RFC 2181 §5.2). Only the
 // records whose TTL changes are copied.
-func (c *copier) raiseSection(rrs []dns.RR, sc scope, target uint32) []dns.RR {
+func (c *copier) raiseSection(rrs []dns.RR, sc scope) []dns.RR {
 	out, copied := rrs, false
 	uniform := sameTTL(rrs, sc)
 	for i, rr := range rrs {
-		t, ok := eligible(rr, sc)
-		if !ok {
+		t := rrsetType(rr)
+		lv := sc.levelOf(t)
+		if lv.floor == 0 {
 			continue
 		}
 		ttl := rr.Header().Ttl
@@ -124,11 +170,11 @@ func (c *copier) raiseSection(rrs []dns.RR, sc scope, target uint32) []dns.RR {
 		next := ttl
 		switch {
 		case uniform:
-			if ttl < sc.floor {
-				next = target
+			if ttl < lv.floor {
+				next = lv.target
 			}
 		default:
-			next = rrsetTTL(rrs, i, t, sc, target)
+			next = rrsetTTL(rrs, i, t, lv)
 		}
 		if next == ttl {
 			continue
@@ -148,7 +194,7 @@ func (c *copier) raiseSection(rrs []dns.RR, sc scope, target uint32) []dns.RR {
 func sameTTL(rrs []dns.RR, sc scope) bool {
 	first, seen := uint32(0), false
 	for _, rr := range rrs {
-		if _, ok := eligible(rr, sc); !ok {
+		if sc.levelOf(rrsetType(rr)).floor == 0 {
 			continue
 		}
 		ttl := rr.Header().Ttl
@@ -161,25 +207,39 @@ func sameTTL(rrs []dns.RR, sc scope) bool {
 }
 
 // rrsetTTL returns the TTL the RRset of rrs[i] (of type t) leaves with.
-func rrsetTTL(rrs []dns.RR, i int, t uint16, sc scope, target uint32) uint32 {
+func rrsetTTL(rrs []dns.RR, i int, t uint16, lv level) uint32 {
 	h := rrs[i].Header()
 	lowest, highest := h.Ttl, h.Ttl
 	for _, rr := range rrs {
-		o := rr.Header()
-		if o.Class != h.Class {
-			continue
+		if sameRRset(h, t, rr) {
+			lowest, highest = min(lowest, rr.Header().Ttl), max(highest, rr.Header().Ttl)
 		}
-		if ot, ok := eligible(rr, sc); !ok || ot != t || !sameName(o.Name, h.Name) {
-			continue
-		}
-		lowest, highest = min(lowest, o.Ttl), max(highest, o.Ttl)
 	}
 	// An RRset holding a TTL above 2^31-1 is left as it came (RFC 2181 §8
 	// reads such a TTL as 0): raising the others to it would spread the error.
-	if lowest >= sc.floor || highest > maxTTL {
+	if lowest >= lv.floor || highest > maxTTL {
 		return h.Ttl
 	}
-	return max(target, highest)
+	return max(lv.target, highest)
+}
+
+// spoiled reports whether the RRset of rrs[i] (of type t) holds a TTL above
+// 2^31-1, which leaves it as it came.
+func spoiled(rrs []dns.RR, i int, t uint16) bool {
+	h := rrs[i].Header()
+	for _, rr := range rrs {
+		if rr.Header().Ttl > maxTTL && sameRRset(h, t, rr) {
+			return true
+		}
+	}
+	return false
+}
+
+// sameRRset reports whether rr belongs to the RRset of type t that h heads.
+// Records of one type have one level in a section, so rr is eligible when h is.
+func sameRRset(h *dns.RR_Header, t uint16, rr dns.RR) bool {
+	o := rr.Header()
+	return o.Class == h.Class && rrsetType(rr) == t && sameName(o.Name, h.Name)
 }
 
 func sameName(a, b string) bool { return a == b || strings.EqualFold(a, b) }

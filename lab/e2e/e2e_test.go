@@ -188,8 +188,14 @@ func TestE2EContract(t *testing.T) {
 		if !strings.Contains(out, "; EDNS: version: 0, flags: do;") {
 			t.Errorf("DO bit lost:\n%s", out)
 		}
-		if !strings.Contains(out, "\t3") { // the raised TTLs are 30..36
-			t.Errorf("TTLs not raised with +dnssec:\n%s", out)
+		rrs := parseRRs(t, out[strings.Index(out, ";; ANSWER SECTION:"):])
+		for set, ttl := range oneTTLPerRRset(t, rrs) {
+			if ttl < 30 || ttl > 36 {
+				t.Errorf("with +dnssec: %s TTL %d, want 30..36", set, ttl)
+			}
+		}
+		if len(rrs) < 6 {
+			t.Errorf("with +dnssec: want the 3 SRV and 3 A records:\n%s", out)
 		}
 	})
 
@@ -232,17 +238,41 @@ func TestE2EReplicasAgree(t *testing.T) {
 	}
 }
 
+// TestE2EBadCorefileRefusesToStart: CoreDNS must not start with a bad minttl
+// line, and must say so naming minttl, the Corefile line and the problem.
 func TestE2EBadCorefileRefusesToStart(t *testing.T) {
-	path, _ := corefile(t, "bad.Corefile", "PORT")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, lab.CoreDNS, "-conf", path).CombinedOutput()
-	if err == nil || ctx.Err() != nil {
-		t.Fatalf("coredns with a bad Corefile: err %v, want a non-zero exit\n%s", err, out)
-	}
-	for _, want := range []string{"plugin/minttl", path + ":5", `floor "0s" out of range`} {
-		if !strings.Contains(string(out), want) {
-			t.Errorf("output lacks %q:\n%s", want, out)
+	for _, tc := range []struct {
+		minttl string // the Corefile's line 4 on
+		line   int
+		want   string
+	}{
+		{"minttl {\n        floor 0s\n    }", 5, `floor "0s" out of range`},
+		{"minttl ..bad", 4, `invalid zone "..bad"`},
+		{"minttl linkerd.svc.cluster.local ..bad", 4, `invalid zone "..bad"`},
+		{"minttl 10.0.0.0/33", 4, `invalid zone "10.0.0.0/33"`},
+		{"minttl {\n        types SRV ANY\n    }", 5, `type "ANY" is a query or meta type`},
+		{"minttl {\n        floor 1\n        jitter 2147483000\n        negative 24h\n    }", 6, "negative + jitter is"},
+	} {
+		path, _ := corefile(t, "bad.Corefile", "PORT")
+		text, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(strings.Replace(string(text), "BAD", tc.minttl, 1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := exec.CommandContext(ctx, lab.CoreDNS, "-conf", path).CombinedOutput()
+		timedOut := ctx.Err() != nil
+		cancel()
+		if err == nil || timedOut {
+			t.Errorf("%q: err %v, want a non-zero exit\n%s", tc.minttl, err, out)
+			continue
+		}
+		for _, want := range []string{"plugin/minttl", fmt.Sprintf("%s:%d", path, tc.line), tc.want} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("%q: output lacks %q:\n%s", tc.minttl, want, out)
+			}
 		}
 	}
 }
