@@ -6,6 +6,7 @@ package minttl
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/coredns/coredns/plugin"
@@ -34,6 +35,8 @@ type MinTTL struct {
 
 	// now is the clock; tests pin it.
 	now func() time.Time
+	// counters are the counters this handler used last.
+	counters atomic.Pointer[zoneCounters]
 }
 
 // ServeDNS implements the plugin.Handler interface.
