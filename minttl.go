@@ -5,7 +5,6 @@ package minttl
 
 import (
 	"context"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -90,7 +89,7 @@ func inZone(qname, zone string) bool {
 		return true
 	}
 	cut := len(qname) - len(zone)
-	if cut < 0 || !strings.EqualFold(qname[cut:], zone) {
+	if cut < 0 || !sameName(qname[cut:], zone) {
 		return false
 	}
 	if cut == 0 {
