@@ -37,6 +37,7 @@ type config struct {
 	configs                []string
 	profiles               []string
 	pin                    bool
+	instructions           int
 }
 
 // one dnsperf run against one configuration.
@@ -47,6 +48,8 @@ type sample struct {
 	lost        int
 	// per answered query at the fixed load, from the server's runtime.MemStats
 	allocs, bytes, gcs float64
+	// per answered query under valgrind (-instructions)
+	instructions float64
 }
 
 type server struct {
@@ -67,6 +70,7 @@ func main() {
 	flag.StringVar(&configs, "configs", "cache,any_cache,loadbalance_cache,minttl_cache,rewrite_cache,kubeadm,any_kubeadm,minttl_kubeadm,rewrite_kubeadm", "configurations (testdata/bench/NAME.Corefile)")
 	flag.StringVar(&profiles, "profile", "", "also write a 10 s CPU profile of these configurations (comma-separated) at saturation to the results folder")
 	flag.BoolVar(&cfg.pin, "pin", runtime.NumCPU() >= 2, "run CoreDNS on CPU 0 (GOMAXPROCS=1) and dnsperf on CPU 1, so they do not compete")
+	flag.IntVar(&cfg.instructions, "instructions", 0, "instead, count the server's instructions per query under valgrind over this many queries per configuration")
 	flag.Parse()
 	cfg.configs = strings.Split(configs, ",")
 	if profiles != "" {
@@ -75,7 +79,11 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, cfg); err != nil {
+	measure := run
+	if cfg.instructions > 0 {
+		measure = instructions
+	}
+	if err := measure(ctx, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "dnsbench:", err)
 		os.Exit(1)
 	}
@@ -123,31 +131,50 @@ func run(ctx context.Context, cfg config) error {
 	return os.WriteFile(filepath.Join(cfg.out, "table.md"), []byte("Made by `dnsbench "+strings.Join(os.Args[1:], " ")+"` (make bench).\n\n"+text), 0o644)
 }
 
+// start starts the configuration name, pinned to CPU 0 when cfg.pin.
 func start(ctx context.Context, cfg config, name string) (*server, error) {
+	var prefix, env []string
+	if cfg.pin {
+		prefix, env = []string{"taskset", "-c", "0"}, []string{"GOMAXPROCS=1"}
+	}
+	return startWith(ctx, cfg, name, prefix, env)
+}
+
+// startWith starts the configuration name under the command prefix.
+func startWith(ctx context.Context, cfg config, name string, prefix, env []string) (*server, error) {
 	dir, err := os.MkdirTemp("", "dnsbench-"+name+"-")
 	if err != nil {
 		return nil, err
 	}
 	s := &server{name: name, dir: dir}
-	if s.port, err = lab.FreePort(); err != nil {
+	corefile, err := s.corefile(cfg)
+	if err != nil {
+		s.stop()
 		return nil, err
+	}
+	argv := append(slices.Clone(prefix), cfg.coredns, "-conf", corefile)
+	if s.proc, err = lab.Start(ctx, filepath.Join(dir, "coredns.log"), env, argv...); err != nil {
+		s.stop()
+		return nil, err
+	}
+	if err := lab.WaitForDNS(ctx, "127.0.0.1:"+s.port, s.proc.Exited); err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// corefile picks the server's ports and writes its Corefile.
+func (s *server) corefile(cfg config) (string, error) {
+	var err error
+	if s.port, err = lab.FreePort(); err != nil {
+		return "", err
 	}
 	if s.pprof, err = lab.FreePort(); err != nil {
-		return nil, err
+		return "", err
 	}
-	corefile, err := lab.WriteCorefile(filepath.Join(cfg.testdata, "bench", name+".Corefile"), filepath.Join(cfg.testdata, "cluster.local.db"),
-		dir, "PPROF", s.pprof, "PORT", s.port)
-	if err != nil {
-		return nil, err
-	}
-	argv, env := []string{cfg.coredns, "-conf", corefile}, []string(nil)
-	if cfg.pin {
-		argv, env = append([]string{"taskset", "-c", "0"}, argv...), []string{"GOMAXPROCS=1"}
-	}
-	if s.proc, err = lab.Start(ctx, filepath.Join(dir, "coredns.log"), env, argv...); err != nil {
-		return nil, err
-	}
-	return s, lab.WaitForDNS(ctx, "127.0.0.1:"+s.port, s.proc.Exited)
+	return lab.WriteCorefile(filepath.Join(cfg.testdata, "bench", s.name+".Corefile"), filepath.Join(cfg.testdata, "cluster.local.db"),
+		s.dir, "PPROF", s.pprof, "PORT", s.port)
 }
 
 func (s *server) stop() {
@@ -281,15 +308,9 @@ func table(cfg config, samples map[string][]sample) string {
 		for _, s := range own {
 			lost += s.lost
 		}
-		vs := func(base string, f func(sample) float64) string {
-			if base == name {
-				return "1"
-			}
-			return ratioCell(own, samples[base], f)
-		}
 		fmt.Fprintf(&b, "| %s | %.1f | %s | %s | %.0f | %s | %s | %.1f | %.0f | %.2f | %.0f µs | %.0f µs | %d |\n",
-			name, median(own, cpuOf), vs(bare, cpuOf), vs(pass, cpuOf),
-			median(own, qpsOf), vs(bare, qpsOf), vs(pass, qpsOf),
+			name, median(own, cpuOf), selfOr(name, bare, own, samples, cpuOf), selfOr(name, pass, own, samples, cpuOf),
+			median(own, qpsOf), selfOr(name, bare, own, samples, qpsOf), selfOr(name, pass, own, samples, qpsOf),
 			median(own, allocsOf), median(own, bytesOf), median(own, gcsOf),
 			median(own, avgOf), median(own, p99Of), lost)
 	}
@@ -323,6 +344,8 @@ func allocsOf(s sample) float64 { return s.allocs }
 func bytesOf(s sample) float64  { return s.bytes }
 func gcsOf(s sample) float64    { return s.gcs }
 
+func instructionsOf(s sample) float64 { return s.instructions }
+
 func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
 func median(samples []sample, f func(sample) float64) float64 {
@@ -352,6 +375,14 @@ func ratios(samples, base []sample, f func(sample) float64) []float64 {
 	}
 	slices.Sort(r)
 	return r
+}
+
+// selfOr is "1" when base is name itself, else the ratio cell of own to base.
+func selfOr(name, base string, own []sample, samples map[string][]sample, f func(sample) float64) string {
+	if base == name {
+		return "1"
+	}
+	return ratioCell(own, samples[base], f)
 }
 
 // ratioCell is the median of the rounds' ratios and their range, or "–"
