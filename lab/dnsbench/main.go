@@ -1,6 +1,7 @@
 // Command dnsbench measures what minttl costs a running CoreDNS: it starts the
 // real ./coredns once per configuration and drives them with dnsperf in
-// interleaved rounds, so machine noise hits every configuration alike.
+// interleaved rounds, each in a new order, so machine noise hits every
+// configuration alike.
 //
 // Each chain (cache alone, kubeadm's) is measured bare, with the pass-through
 // `any` plugin in minttl's place above cache (the cheapest plugin that place
@@ -14,6 +15,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -108,7 +110,9 @@ func run(ctx context.Context, cfg config) error {
 	}
 	samples := map[string][]sample{}
 	for round := 1; round <= cfg.rounds; round++ {
-		for _, s := range servers {
+		// A new order each round: no configuration always runs right after the same one.
+		for _, i := range rand.Perm(len(servers)) {
+			s := servers[i]
 			smp, err := measure(ctx, cfg, s)
 			if err != nil {
 				return fmt.Errorf("%s: %w", s.name, err)
