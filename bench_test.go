@@ -128,13 +128,13 @@ func TestAllocations(t *testing.T) {
 		msg  *dns.Msg
 		want float64
 	}{
-		// The copier (message and section slots), the SRV copies, the A copies.
+		// The copy (message, section slots, first A record), the SRV copies, the other A copies.
 		{"SRV+3A+OPT", srvResponse(3), 3},
-		// The copier, the A copy.
-		{"A", aResponse(3), 2},
+		// The copy, which holds the A record's.
+		{"A", aResponse(3), 1},
 		{"no-change", srvResponse(300), 0},
 		{"NXDOMAIN without negative", negativeResponse(dns.RcodeNameError, 3), 0},
-		// The copier, a slice for 50 records (more than the copier's slots), the A copies.
+		// The copy, a slice for 50 records (more than the copy's slots), the other A copies.
 		{"50A", largeResponse(3), 3},
 	} {
 		w := &ResponseWriter{ResponseWriter: newSink("10.244.0.7"), MinTTL: newMinTTL(nil), zone: "allocs.test.", qname: tc.msg.Question[0].Name}

@@ -2,16 +2,31 @@ package minttl
 
 import "github.com/miekg/dns"
 
-// copier makes the copy on write of one raised response with few allocations:
-// the message and the slots of its changed sections come in one, and the
-// copies of raised A, AAAA and SRV records, which come many to an answer, in
-// one array per type and section. An element of an array, once handed out, is
-// never written again, so the records are as independent as records
-// allocated one by one.
-type copier struct {
+// raisedMsg is what a raised response allocates: the message, the slots of its
+// changed sections and the copy of its first A record, in one. Most raised
+// answers hold one address record, and then nothing else is allocated.
+type raisedMsg struct {
 	msg   dns.Msg
 	slots [8]dns.RR
-	used  int
+	a     [1]dns.A
+}
+
+// start allocates the copy of res.
+func (c *copier) start(res *dns.Msg) {
+	c.out = &raisedMsg{msg: *res}
+	c.a = c.out.a[:0]
+}
+
+// copier makes the copy on write of one raised response with few allocations:
+// the message and its sections' slots in one (raisedMsg), and the copies of raised
+// A, AAAA and SRV records, which come many to an answer, in one array per type
+// and section. An element of an array, once handed out, is never written
+// again, so the records are as independent as records allocated one by one.
+// The copier itself lives on raise's stack: only what the response keeps is
+// allocated.
+type copier struct {
+	out  *raisedMsg
+	used int
 
 	// the types that come many to an answer
 	a    []dns.A
@@ -29,8 +44,8 @@ type copier struct {
 // section returns a copy of rrs to change.
 func (c *copier) section(rrs []dns.RR) []dns.RR {
 	var out []dns.RR
-	if n := len(rrs); c.used+n <= len(c.slots) {
-		out = c.slots[c.used : c.used+n : c.used+n]
+	if n := len(rrs); c.used+n <= len(c.out.slots) {
+		out = c.out.slots[c.used : c.used+n : c.used+n]
 		c.used += n
 	} else {
 		out = make([]dns.RR, n)

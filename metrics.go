@@ -37,7 +37,7 @@ var (
 
 // report counts what one raised response's copier did.
 func (w *ResponseWriter) report(c *copier) {
-	z := countersFor(w.server, w.zone)
+	z := w.countersFor(w.server, w.zone)
 	z.responses.Inc()
 	if c.zero > 0 {
 		z.zero.Add(float64(c.zero))
@@ -69,6 +69,18 @@ var (
 	allCounters atomic.Pointer[map[serverZone]*zoneCounters]
 	countersMu  sync.Mutex
 )
+
+// countersFor returns the counters of server and zone. A handler serves one
+// server and, mostly, one zone: it keeps the counters it used last and looks
+// them up again only when they change.
+func (m *MinTTL) countersFor(server, zone string) *zoneCounters {
+	if z := m.counters.Load(); z != nil && z.server == server && z.zone == zone {
+		return z
+	}
+	z := countersFor(server, zone)
+	m.counters.Store(z)
+	return z
+}
 
 func countersFor(server, zone string) *zoneCounters {
 	return loadOrStore(&allCounters, serverZone{server, zone}, func() *zoneCounters {

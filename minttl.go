@@ -5,7 +5,7 @@ package minttl
 
 import (
 	"context"
-	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/coredns/coredns/plugin"
@@ -34,6 +34,8 @@ type MinTTL struct {
 
 	// now is the clock; tests pin it.
 	now func() time.Time
+	// counters are the counters this handler used last.
+	counters atomic.Pointer[zoneCounters]
 }
 
 // ServeDNS implements the plugin.Handler interface.
@@ -87,7 +89,7 @@ func inZone(qname, zone string) bool {
 		return true
 	}
 	cut := len(qname) - len(zone)
-	if cut < 0 || !strings.EqualFold(qname[cut:], zone) {
+	if cut < 0 || !sameName(qname[cut:], zone) {
 		return false
 	}
 	if cut == 0 {

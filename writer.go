@@ -59,12 +59,13 @@ func (w *ResponseWriter) raise(res *dns.Msg) *dns.Msg {
 	sc.positive.aim(key, now, w.Jitter)
 	sc.negative.aim(key, now, w.NegativeJitter)
 
-	c := &copier{msg: *res}
-	c.msg.Answer = c.raiseSection(res.Answer, sc)
-	c.msg.Ns = c.raiseSection(res.Ns, sc.inAuthority())
-	c.msg.Extra = c.raiseSection(res.Extra, sc)
-	w.report(c)
-	return &c.msg
+	var c copier
+	c.start(res)
+	c.out.msg.Answer = c.raiseSection(res.Answer, sc)
+	c.out.msg.Ns = c.raiseSection(res.Ns, sc.inAuthority())
+	c.out.msg.Extra = c.raiseSection(res.Extra, sc)
+	w.report(&c)
+	return &c.out.msg
 }
 
 // scopeOf classifies res: a positive answer (NOERROR with answer records), a
