@@ -9,37 +9,37 @@ import (
 // handed the same TTL stay in lockstep for good, and a random or per-client
 // constant jitter only loosens the herd slowly (a random walk). minttl instead
 // gives every (client, name) pair a slot on a ring as long as one refresh cycle
-// (floor + jitter/2 seconds) and steers each refresh toward it: the next
-// refresh moves 3/10 of the way to the slot (all the way once it is within
-// 2 s), by at most jitter/2 seconds a cycle. Moving by a share of the distance
-// widens a herd evenly, like a stretched rubber band: each client moves in
-// proportion to how far its slot is, where moving all the way, or most of it,
-// sends out fronts of clients that all move the most they can and arrive
-// together. Near the slot one step covers the rest, so clients settle exactly
-// on their slots and then refresh once a cycle each; the mean TTL stays
-// floor + jitter/2.
+// (floor + jitter/2 seconds) and steers each refresh toward it, by at most
+// jitter/2 a cycle: by a share of the distance left, the share that moves a
+// client 3/10 of a cycle away by jitter/2 (0.3 at the defaults), and all the
+// way once within 2 s. Moving by a share of the distance widens a herd evenly,
+// like a rubber band: each client moves in proportion to how far its slot is,
+// where moving all the way, or most of it, sends out fronts of clients that
+// all move the most they can and arrive together. Near its slot a client
+// covers the rest in one step, so clients settle exactly on their slots and
+// then refresh once a cycle each; the mean TTL stays floor + jitter/2.
 //
 // Slots come from Fibonacci hashing: consecutive keys (pod IPs handed out in
 // order) land as evenly on the ring as possible, and unrelated keys land like
 // any hash would. A share of the distance is rarely a whole number of seconds:
 // it is rounded up or down by a hash of the key and the second, up with the
 // probability of the fraction, so that clients who share a position but not a
-// slot part ways and no one drifts. Rounding to the nearest second instead
-// keeps the fronts (every client of a second moves alike).
+// slot part ways and none drifts. Rounding to the nearest second instead keeps
+// the fronts (every client of a second moves alike).
 //
 // What bounds it: a client moves at most jitter/2 a cycle against the herd, so
 // a herd grows at most jitter+1 seconds wider each cycle, and it holds at most
 // twice the steady rate in every second only once it is about half a cycle
-// wide and nearly even: the third cycle at the defaults (90-108 s). A rule that
-// knows only the key, the name, the clock second and its configuration cannot
-// know when a herd started, so it cannot move each client in proportion to
-// where its slot was at the start, which would spread the herd perfectly;
-// a share of the distance left is the nearest it comes. Simulated
+// wide and nearly even: in the third cycle at the defaults (90-108 s). A rule
+// that knows only the key, the name, the clock second and its configuration
+// cannot know when a herd started, so it cannot move each client in
+// proportion to where its slot was at the start, which would spread the herd
+// perfectly; a share of the distance left is the nearest it comes. Simulated
 // (TestJitterRules: 200 and 2,000 lockstep clients × 2 names, floor 30 s,
-// jitter 20 %): no second above twice the steady rate after 109 s in most
-// starts (145 s for moving three quarters of the way, 151-181 s for all the
-// way), a busiest second of 1.1-1.3× the mean in the steady state, but up to
-// 2× while the last clients settle (150-300 s).
+// jitter 20 %): no second above twice the steady rate after 109 s (median of
+// 8 starts; moving three quarters of the way: 145 s, all the way: 145-181 s),
+// a busiest second of 1.1-1.3× the mean in the steady state, but up to 2×
+// while the last clients settle (150-300 s).
 
 // golden is 2^64 divided by the golden ratio.
 const golden = 0x9E3779B97F4A7C15
@@ -47,10 +47,8 @@ const golden = 0x9E3779B97F4A7C15
 // fraction is the resolution of slots: 1/65536 s.
 const fraction = 16
 
-const (
-	shareNum, shareDen = 3, 10         // of the distance to the slot moved in one refresh
-	snap               = 2 << fraction // within this of its slot a client moves all the way
-)
+// snap is how close to its slot (in 1/65536 s) a client moves all the way.
+const snap = 2 << fraction
 
 // jitterFor returns the seconds to add to base for the client key at now (Unix seconds).
 func jitterFor(key uint64, now int64, base, jitter uint32) uint32 {
@@ -58,20 +56,35 @@ func jitterFor(key uint64, now int64, base, jitter uint32) uint32 {
 		return 0
 	}
 	half := int64(jitter / 2)
+	cycle := int64(base) + half
 	// With a jitter of 1 s, half is 0 and a client can only move later: the
 	// slot is then always ahead.
-	d := slotDistance(key, now, int64(base)+half, half > 0)
+	d := slotDistance(key, now, cycle, half > 0)
 	var move int64
 	if abs(d) <= snap {
 		move = (abs(d) + 1<<(fraction-1)) >> fraction
 	} else {
-		move = (abs(d)*shareNum/shareDen + int64(dither(key, now))) >> fraction
+		move = (share(abs(d), jitter, cycle) + int64(dither(key, now))) >> fraction
 	}
 	if d < 0 {
 		move = -move
 	}
 	move = min(max(move, -half), int64(jitter)-half)
 	return uint32(half + move)
+}
+
+// share is the part of distance d (in 1/65536 s) one refresh covers: in
+// proportion to d, as much as moves a client 3/10 of a cycle from its slot by
+// jitter/2, and no more than d.
+func share(d int64, jitter uint32, cycle int64) int64 {
+	// d × (jitter/2) / (3/10 × cycle); d × jitter takes up to 77 bits.
+	hi, lo := bits.Mul64(uint64(d), uint64(jitter)*5)
+	den := uint64(cycle) * 3
+	if hi >= den {
+		return d
+	}
+	q, _ := bits.Div64(hi, lo, den)
+	return min(int64(q), d)
 }
 
 // dither is a hash of the key and the second, in [0, 1) s.

@@ -353,7 +353,7 @@ func TestLockstepClientsFanOut(t *testing.T) {
 }
 
 func TestJitterRange(t *testing.T) {
-	for _, tc := range []struct{ base, jitter uint32 }{{30, 6}, {30, 1}, {30, 7}, {1, 1}, {86400, 86400}, {5, 0}} {
+	for _, tc := range []struct{ base, jitter uint32 }{{30, 6}, {30, 1}, {30, 7}, {1, 1}, {86400, 86400}, {5, 0}, {86400, maxTTL - 86400}, {1, maxTTL - 1}} {
 		for key := uint64(0); key < 500; key++ {
 			for now := int64(1_790_000_000); now < 1_790_000_040; now++ {
 				if j := jitterFor(key*7919, now, tc.base, tc.jitter); j > tc.jitter {
