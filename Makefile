@@ -64,9 +64,9 @@ storm-nodelocal: coredns lab-tools
 storm-scale: coredns lab-tools
 	.bin/stormlab -clients 2000 -replicas 3 -sequential -scenarios cache,minttl,serve_stale_slow,minttl_serve_stale_slow -out results/storm-scale $(STORM_FLAGS)
 
-# Calm time and staleness over jitter settings, 2,000 proxies (6 minutes).
+# Calm time and staleness over jitter settings, 1,000 proxies each (6 minutes).
 storm-jitter: coredns lab-tools
-	.bin/stormlab -clients 2000 -scenarios minttl_j0,minttl_j10,minttl_j20,minttl_j30,minttl_j50 -out results/storm-jitter $(STORM_FLAGS)
+	.bin/stormlab -clients 1000 -replicas 3 -scenarios minttl_j0,minttl_j10,minttl_j20,minttl_j30,minttl_j50 -out results/storm-jitter $(STORM_FLAGS)
 
 # minttl's jitter rule beside the one of BASELINE (a commit), 200 and 2,000
 # proxies (6 minutes).
@@ -75,7 +75,7 @@ storm-rules: coredns lab-tools
 	rm -rf .bin/baseline && mkdir -p .bin/baseline
 	git archive $(BASELINE) | tar -x -C .bin/baseline
 	cd .bin/baseline/lab && CGO_ENABLED=0 $(GO) build -ldflags "-X main.placeAbove=$(ABOVE)" -o ../../coredns-baseline ./coredns
-	.bin/stormlab -baseline .bin/coredns-baseline -clients 200,2000 -scenarios minttl,minttl_baseline -out results/storm-rules $(STORM_FLAGS)
+	.bin/stormlab -baseline .bin/coredns-baseline -clients 200,2000 -replicas 3 -scenarios minttl,minttl_baseline -out results/storm-rules $(STORM_FLAGS)
 
 # Go benchmarks (minttl beside rewrite), then the server benchmark with dnsperf.
 bench: coredns lab-tools

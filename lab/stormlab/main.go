@@ -239,6 +239,9 @@ func runUnit(ctx context.Context, cfg config, u unit) (result, error) {
 	res := summarize(u, t1, cfg.duration)
 	res.Scenario, res.Agreement = label, ag
 	res.CPU = c.cpu(c.kubeDNS...).Seconds()
+	for _, p := range c.kubeDNS {
+		res.CPUEach = append(res.CPUEach, c.cpu(p).Seconds())
+	}
 	if c.front != nil {
 		res.CPUFront = c.cpu(c.front).Seconds()
 	}

@@ -38,6 +38,7 @@ type result struct {
 	StaleMax   float64   `json:"max_seconds_past_zone_ttl"`
 	StaleMean  float64   `json:"mean_seconds_past_zone_ttl"`
 	CPU        float64   `json:"kube_dns_cpu_seconds"`
+	CPUEach    []float64 `json:"kube_dns_cpu_seconds_each"`
 	CPUFront   float64   `json:"front_cpu_seconds"` // the resolver, or the node caches
 	Agreement  agreement `json:"agreement"`
 	LateP99    float64   `json:"send_late_p99_ms"`
