@@ -203,22 +203,30 @@ func nodeOf(index int, ip net.IP) int {
 }
 
 // coreDNS starts binary with a Corefile from testdata/storm on a free port.
+// Servers starting side by side can take a port between its check and its
+// use, so a server that does not come up gets two more ports to try.
 func (c *cluster) coreDNS(ctx context.Context, binary, testdata, name, corefile string, pairs ...string) (string, *lab.Process, error) {
-	port, err := lab.FreePort()
-	if err != nil {
-		return "", nil, err
-	}
 	dir := filepath.Join(c.dir, name)
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return "", nil, err
 	}
-	path, err := lab.WriteCorefile(filepath.Join(testdata, "storm", corefile), filepath.Join(testdata, "cluster.local.db"), dir, append([]string{"PORT", port}, pairs...)...)
-	if err != nil {
-		return "", nil, err
+	var err error
+	for range 3 {
+		var port, path string
+		if port, err = lab.FreePort(); err != nil {
+			return "", nil, err
+		}
+		path, err = lab.WriteCorefile(filepath.Join(testdata, "storm", corefile), filepath.Join(testdata, "cluster.local.db"), dir, append([]string{"PORT", port}, pairs...)...)
+		if err != nil {
+			return "", nil, err
+		}
+		addr := "127.0.0.1:" + port
+		var p *lab.Process
+		if p, err = c.run(ctx, dir, addr, binary, "-conf", path); err == nil || ctx.Err() != nil {
+			return addr, p, err
+		}
 	}
-	addr := "127.0.0.1:" + port
-	p, err := c.run(ctx, dir, addr, binary, "-conf", path)
-	return addr, p, err
+	return "", nil, err
 }
 
 func (c *cluster) startResolver(ctx context.Context, cfg config, resolver, upstream string) error {

@@ -1,7 +1,8 @@
 package main
 
 import (
-	"fmt"
+	"errors"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -9,8 +10,6 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-
-	"github.com/minttl/minttl/lab/internal/lab"
 )
 
 // stampName carries, in the additional section of every SRV answer, the
@@ -48,29 +47,40 @@ func startZone(path string, ttl uint32, delay time.Duration) (*zone, error) {
 	if err := zp.Err(); err != nil {
 		return nil, err
 	}
-	port, err := lab.FreePort()
+	udp, tcp, err := listenPair()
 	if err != nil {
 		return nil, err
 	}
-	z.addr = "127.0.0.1:" + port
-	for _, network := range []string{"udp", "tcp"} {
-		srv := &dns.Server{Addr: z.addr, Net: network, Handler: z}
-		started := make(chan error, 1)
-		srv.NotifyStartedFunc = func() { started <- nil }
+	z.addr = udp.LocalAddr().String()
+	for _, srv := range []*dns.Server{{PacketConn: udp, Handler: z}, {Listener: tcp, Handler: z}} {
+		started := make(chan struct{})
+		srv.NotifyStartedFunc = func() { close(started) }
+		z.servers = append(z.servers, srv)
 		z.wg.Add(1)
 		go func() {
 			defer z.wg.Done()
-			if err := srv.ListenAndServe(); err != nil {
-				started <- err
-			}
+			srv.ActivateAndServe()
 		}()
-		if err := <-started; err != nil {
-			z.stop()
-			return nil, fmt.Errorf("zone on %s/%s: %w", z.addr, network, err)
-		}
-		z.servers = append(z.servers, srv)
+		<-started // so that stop can shut it down
 	}
 	return z, nil
+}
+
+// listenPair listens on one loopback port for UDP and TCP. The port is the
+// kernel's pick, so servers started side by side never race for one.
+func listenPair() (net.PacketConn, net.Listener, error) {
+	for range 20 {
+		udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return nil, nil, err
+		}
+		tcp, err := net.Listen("tcp", udp.LocalAddr().String())
+		if err == nil {
+			return udp, tcp, nil
+		}
+		udp.Close()
+	}
+	return nil, nil, errors.New("no loopback port free for both UDP and TCP")
 }
 
 func (z *zone) stop() {
