@@ -37,6 +37,7 @@ type result struct {
 	MinQueries int       `json:"theoretical_min_queries"`
 	StaleMax   float64   `json:"max_seconds_past_zone_ttl"`
 	StaleMean  float64   `json:"mean_seconds_past_zone_ttl"`
+	Stamped    int       `json:"answers_with_the_zones_stamp"` // 0: the staleness is unknown
 	CPU        float64   `json:"kube_dns_cpu_seconds"`
 	CPUEach    []float64 `json:"kube_dns_cpu_seconds_each"`
 	CPUFront   float64   `json:"front_cpu_seconds"` // the resolver, or the node caches
@@ -71,7 +72,7 @@ func summarize(u unit, t *tally, duration time.Duration) result {
 	if answered > 0 {
 		r.TTL0, r.TTL1, r.MeanTTL = r.TTL0/float64(answered), r.TTL1/float64(answered), ttlSum/float64(answered)
 	}
-	if stamped > 0 {
+	if r.Stamped = stamped; stamped > 0 {
 		r.StaleMean = staleSum / float64(stamped)
 	}
 	seconds := duration.Seconds()
@@ -154,9 +155,9 @@ func table(cfg config, results []result) string {
 	b.WriteString("| scenario | proxies | kube-dns | queries | per 5 min | min. for TTLs given | peak q/s (1 s) | peak/mean (1 s) | peak/mean, 2nd half | calm after | TTL 0 | TTL ≤ 1 | mean TTL | use past zone TTL, max (mean) | CoreDNS CPU s | replicas differ |\n")
 	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, r := range results {
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %.0f | %d | %d | %.1f× | %.1f× | %s | %.1f %% | %.1f %% | %.1f s | %.0f s (%.1f s) | %s | %s |\n",
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %.0f | %d | %d | %.1f× | %.1f× | %s | %.1f %% | %.1f %% | %.1f s | %s | %s | %s |\n",
 			r.describe, r.Clients, r.Replicas, r.Queries, r.Per5Min, r.MinQueries, r.Peak1s, r.PeakToMean, r.PeakToMean2nd, calmText(r.Calm),
-			100*r.TTL0, 100*r.TTL1, r.MeanTTL, r.StaleMax, r.StaleMean, cpuText(r), agreementText(r.Agreement))
+			100*r.TTL0, 100*r.TTL1, r.MeanTTL, staleText(r), cpuText(r), agreementText(r.Agreement))
 	}
 	b.WriteString(health(results))
 	return b.String()
@@ -189,8 +190,8 @@ func nodeTable(cfg config, results []result) string {
 				name = ""
 			}
 			x := row.r
-			fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %d | %.1f× | %s | %.1f %% | %.1f s | %.0f s (%.1f s) | %.1f |\n",
-				name, row.tier, x.Queries, x.Per5Min, x.Peak1s, x.PeakToMean2nd, calmText(x.Calm), 100*x.TTL1, x.MeanTTL, x.StaleMax, x.StaleMean, row.cpu)
+			fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %d | %.1f× | %s | %.1f %% | %.1f s | %s | %.1f |\n",
+				name, row.tier, x.Queries, x.Per5Min, x.Peak1s, x.PeakToMean2nd, calmText(x.Calm), 100*x.TTL1, x.MeanTTL, staleText(x), row.cpu)
 		}
 	}
 	b.WriteString(health(results))
@@ -236,6 +237,13 @@ func calmText(s float64) string {
 	return fmt.Sprintf("%.0f s", s)
 }
 
+func staleText(r result) string {
+	if r.Stamped == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f s (%.1f s)", r.StaleMax, r.StaleMean)
+}
+
 func cpuText(r result) string {
 	if r.CPUFront > 0 {
 		return fmt.Sprintf("%.1f + %.1f", r.CPU, r.CPUFront)
@@ -268,7 +276,7 @@ func write(cfg config, results []result) error {
 	if err := os.MkdirAll(cfg.out, 0o755); err != nil {
 		return err
 	}
-	md := "Made by `stormlab " + strings.Join(os.Args[1:], " ") + "` (make storm).\n\n" + table(cfg, results)
+	md := "Made by `stormlab " + strings.Join(os.Args[1:], " ") + "`.\n\n" + table(cfg, results)
 	if err := os.WriteFile(filepath.Join(cfg.out, "table.md"), []byte(md), 0o644); err != nil {
 		return err
 	}

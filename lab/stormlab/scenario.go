@@ -22,8 +22,9 @@ type scenario struct {
 	resolver       string   // unbound or dnsmasq in front of one CoreDNS
 	zoneTTL        uint32   // the zone's TTL; 0 is the kubernetes plugin's 5 s
 	delay          time.Duration
-	node           string // node-local scenarios: the node caches' Corefile
-	baseline       bool   // kube-dns runs -baseline, another build of CoreDNS
+	node           string   // node-local scenarios: the node caches' Corefile
+	nodeVars       []string // its placeholders and values, besides PORT, SERVICE and NODE
+	baseline       bool     // kube-dns runs -baseline, another build of CoreDNS
 }
 
 var scenarios = []scenario{
@@ -51,6 +52,9 @@ var scenarios = []scenario{
 		describe: "minttl in kube-dns (25 s + 5 s)"},
 	{name: "nl_node", corefile: "cache.Corefile", node: "node_minttl.Corefile", describe: "minttl in the node caches (30 s + 20 %)"},
 	{name: "nl_both", corefile: "minttl.Corefile", node: "node_minttl.Corefile", describe: "minttl in both (30 s + 20 %)"},
+	{name: "nl_both_fit", corefile: "minttl_tuned.Corefile", vars: []string{"FLOOR", "25s", "JITTER", "5s"},
+		node: "node_minttl_tuned.Corefile", nodeVars: []string{"NODE_FLOOR", "31s", "NODE_JITTER", "20%"},
+		describe: "minttl in kube-dns (25 s + 5 s) and in the node caches (31 s + 20 %)"},
 }
 
 // defaultScenarios are those make storm runs without -scenarios.
@@ -180,7 +184,8 @@ func (c *cluster) startNodes(ctx context.Context, cfg config, u unit) error {
 	}
 	c.service = svc
 	for n := range cfg.nodes {
-		addr, p, err := c.coreDNS(ctx, cfg.coredns, cfg.testdata, fmt.Sprintf("node-%d", n), u.node, "SERVICE", svc.addr(), "NODE", nodeAddr(u.index, n).String())
+		addr, p, err := c.coreDNS(ctx, cfg.coredns, cfg.testdata, fmt.Sprintf("node-%d", n), u.node,
+			append([]string{"SERVICE", svc.addr(), "NODE", nodeAddr(u.index, n).String()}, u.nodeVars...)...)
 		if err != nil {
 			return err
 		}
