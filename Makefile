@@ -34,7 +34,7 @@ TEST_ENV := MINTTL_COREDNS=$(CURDIR)/coredns MINTTL_IMAGE=$(IMAGE) MINTTL_IMAGE_
 # compiled once serves all of them.
 LAB := cd lab && CGO_ENABLED=0
 
-.PHONY: run test compat storm bench fuzz soak mutation clean lab-tools image image-archive image-name deploy-test
+.PHONY: run test compat storm storm-replicas storm-nodelocal storm-scale storm-jitter storm-rules bench fuzz soak mutation clean lab-tools image image-archive image-name deploy-test
 
 coredns: $(SOURCES)
 	@test -n "$(ABOVE)" || { echo "plugin.cfg.example has no line after minttl's"; exit 1; }
@@ -97,10 +97,36 @@ deploy-test:
 lab-tools:
 	$(LAB) $(GO) build -o ../.bin/ ./stormlab ./dnsbench ./soak
 
-# The storm lab: 8 scenarios side by side for 5 minutes. More:
+# The storm lab (README.md, "Storm lab"): 8 scenarios side by side for 5
+# minutes. More:
 #   make storm STORM_FLAGS="-stagger 30s -out results/storm-staggered"
 storm: coredns lab-tools
 	.bin/stormlab $(STORM_FLAGS)
+
+# kube-dns as 1 and as 3 replicas behind a Service, side by side (6 minutes).
+storm-replicas: coredns lab-tools
+	.bin/stormlab -replicas 1,3 -scenarios cache,serve_stale,rewrite,minttl,minttl_serve_stale -out results/storm-replicas $(STORM_FLAGS)
+
+# NodeLocal DNSCache: 20 nodes × 10 pods, 3 kube-dns replicas (6 minutes).
+storm-nodelocal: coredns lab-tools
+	.bin/stormlab -nodes 20 -clients 10 -replicas 3 -out results/storm-nodelocal $(STORM_FLAGS)
+
+# 2,000 proxies, one scenario after another, a TTL-0 storm among them (21 minutes).
+storm-scale: coredns lab-tools
+	.bin/stormlab -clients 2000 -replicas 3 -sequential -scenarios cache,minttl,serve_stale_slow,minttl_serve_stale_slow -out results/storm-scale $(STORM_FLAGS)
+
+# Calm time and staleness over jitter settings, 1,000 proxies each (6 minutes).
+storm-jitter: coredns lab-tools
+	.bin/stormlab -clients 1000 -replicas 3 -scenarios minttl_j0,minttl_j10,minttl_j20,minttl_j30,minttl_j50 -out results/storm-jitter $(STORM_FLAGS)
+
+# minttl's jitter rule beside the one of BASELINE (a commit), 200 and 2,000
+# proxies (6 minutes).
+BASELINE ?= 4913010
+storm-rules: coredns lab-tools
+	rm -rf .bin/baseline && mkdir -p .bin/baseline
+	git archive $(BASELINE) | tar -x -C .bin/baseline
+	cd .bin/baseline/lab && CGO_ENABLED=0 $(GO) build -ldflags "-X main.placeAbove=$(ABOVE)" -o ../../coredns-baseline ./coredns
+	.bin/stormlab -baseline .bin/coredns-baseline -clients 200,2000 -replicas 3 -scenarios minttl,minttl_baseline -out results/storm-rules $(STORM_FLAGS)
 
 # Go benchmarks (minttl beside rewrite), then the server benchmark with dnsperf.
 bench: coredns lab-tools

@@ -1,47 +1,77 @@
 // Command stormlab reproduces the Linkerd DNS storm on the real ./coredns and
 // measures it side by side for CoreDNS's cache, CoreDNS's own mitigations,
-// minttl, and (where installed) unbound and dnsmasq. See README.md, "Storm lab".
+// minttl, and (where installed) unbound and dnsmasq; with kube-dns replicas
+// behind a Service, and with a NodeLocal DNSCache tier. See README.md, "Storm
+// lab".
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"github.com/minttl/minttl/lab/internal/lab"
 )
 
 // config is what one lab run needs; flags fill it in.
 type config struct {
-	coredns   string        // the ./coredns binary
-	testdata  string        // the testdata folder (zone file, scenario Corefiles)
-	out       string        // results folder
-	clients   int           // simulated proxies per scenario
-	duration  time.Duration // per scenario
-	stagger   time.Duration // proxies start spread over this long; 0 is a lockstep rollout
-	fixed     bool          // the fixed proxy: a 5 s client-side floor, no jitter
-	scenarios []string
-	progress  time.Duration
+	coredns    string        // the ./coredns binary
+	baseline   string        // another build, for the minttl_baseline scenario
+	testdata   string        // the testdata folder (zone file, scenario Corefiles)
+	out        string        // results folder
+	clients    []int         // simulated proxies per scenario (with nodes: pods per node); each scenario runs once per count
+	duration   time.Duration // per scenario
+	stagger    time.Duration // proxies start spread over this long; 0 is a lockstep rollout
+	fixed      bool          // the fixed proxy: a 5 s client-side floor, no jitter
+	replicas   []int         // kube-dns replicas; each scenario runs once per count
+	nodes      int           // node caches (NodeLocal DNSCache); 0: none
+	sequential bool          // one scenario after another, not side by side
+	probe      time.Duration // how often the replicas' agreement is probed
+	scenarios  []string
+	progress   time.Duration
 }
 
 func main() {
 	cfg := config{}
-	var scenarios string
+	var scenarioList, replicaList, clientList string
 	flag.StringVar(&cfg.coredns, "coredns", "./coredns", "CoreDNS binary built with minttl (make coredns)")
+	flag.StringVar(&cfg.baseline, "baseline", "", "another CoreDNS build with minttl (e.g. of an older commit) for the minttl_baseline scenario")
 	flag.StringVar(&cfg.testdata, "testdata", "testdata", "folder with cluster.local.db and storm/")
 	flag.StringVar(&cfg.out, "out", "results/storm", "folder for table.md, storm.svg and summary.json")
-	flag.IntVar(&cfg.clients, "clients", 200, "simulated proxies per scenario, each from its own 127.x.y.z address")
+	flag.StringVar(&clientList, "clients", "200", "simulated proxies per scenario, each from its own 127.x.y.z address (with -nodes: pods per node); a list runs each scenario at each count")
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Minute, "how long each scenario runs")
 	flag.DurationVar(&cfg.stagger, "stagger", 0, "spread the proxies' start over this long (0: all start together)")
 	flag.BoolVar(&cfg.fixed, "fixed-proxy", false, "behave like linkerd2-proxy after its 2025 fix (5 s client-side floor)")
-	flag.StringVar(&scenarios, "scenarios", strings.Join(allScenarios(), ","), "comma-separated scenarios to run")
+	flag.StringVar(&replicaList, "replicas", "1", "kube-dns replicas behind the Service; a list (1,3) runs each scenario at each count")
+	flag.BoolVar(&cfg.sequential, "sequential", false, "run the scenarios one after another instead of side by side (for TTL-0 storms, which take every CPU, and for the lab's own CPU per scenario)")
+	flag.IntVar(&cfg.nodes, "nodes", 0, "node caches (NodeLocal DNSCache) in front of kube-dns, -clients pods each; 0: proxies ask kube-dns")
+	flag.DurationVar(&cfg.probe, "probe", 5*time.Second, "how often every replica is asked the same question at once (0: never)")
+	flag.StringVar(&scenarioList, "scenarios", "", "comma-separated scenarios (default: the single-tier ones, or with -nodes the node-local ones); minttl_jPCT is minttl with jitter PCT %")
 	flag.DurationVar(&cfg.progress, "progress", 30*time.Second, "interval of the progress lines")
 	flag.Parse()
-	cfg.scenarios = strings.Split(scenarios, ",")
+	var err error
+	if cfg.replicas, err = counts(replicaList); err != nil {
+		fmt.Fprintln(os.Stderr, "stormlab: -replicas:", err)
+		os.Exit(2)
+	}
+	if cfg.clients, err = counts(clientList); err != nil {
+		fmt.Fprintln(os.Stderr, "stormlab: -clients:", err)
+		os.Exit(2)
+	}
+	cfg.scenarios = strings.Split(scenarioList, ",")
+	if scenarioList == "" {
+		cfg.scenarios = defaultScenarios(cfg.nodes > 0)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -58,35 +88,88 @@ func main() {
 	fmt.Println("wrote", filepath.Join(cfg.out, "table.md"), "and", filepath.Join(cfg.out, "storm.svg"))
 }
 
-// run starts every scenario at once (each with its own server port and client
-// address range), waits for all of them, and stops every process it started.
+func counts(list string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a count", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// units is every scenario at every replica and client count, each with its
+// own index, so that units running side by side never share a client address.
+func units(cfg config) ([]unit, error) {
+	var out []unit
+	for _, name := range cfg.scenarios {
+		s, err := findScenario(name)
+		if err != nil {
+			return nil, err
+		}
+		if s.baseline && cfg.baseline == "" {
+			return nil, fmt.Errorf("scenario %s needs -baseline", name)
+		}
+		if (s.node != "") != (cfg.nodes > 0) {
+			return nil, fmt.Errorf("scenario %s: node-local scenarios (nl_*) need -nodes, the others run without", name)
+		}
+		for _, n := range cfg.clients {
+			if max(cfg.nodes, 1)*n > 250*250 || cfg.nodes > 250 || (cfg.nodes > 0 && n > 249) {
+				return nil, fmt.Errorf("%d nodes × %d clients do not fit the client addresses", cfg.nodes, n)
+			}
+			for _, r := range cfg.replicas {
+				if s.resolver != "" && r > 1 {
+					continue // one resolver in front of one CoreDNS
+				}
+				out = append(out, unit{scenario: s, replicas: r, clients: n, index: len(out)})
+			}
+		}
+	}
+	if len(out) > 240 {
+		return nil, fmt.Errorf("%d scenarios: at most 240 fit the client addresses", len(out))
+	}
+	return out, nil
+}
+
+// run starts every unit at once (or, with cfg.sequential, one after
+// another), waits for all of them, and stops every process it started.
 func run(ctx context.Context, cfg config) ([]result, error) {
+	us, err := units(cfg)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	type done struct {
-		i   int
-		res result
-		err error
-	}
-	ch := make(chan done, len(cfg.scenarios))
-	for i, name := range cfg.scenarios {
-		go func() {
-			res, err := runScenario(ctx, cfg, i, name)
-			ch <- done{i, res, err}
-		}()
-	}
-	results := make([]result, len(cfg.scenarios))
-	var firstErr error
-	for range cfg.scenarios {
-		d := <-ch
-		if d.err != nil && firstErr == nil {
-			firstErr = fmt.Errorf("%s: %w", cfg.scenarios[d.i], d.err)
+	results := make([]result, len(us))
+	errs := make([]error, len(us))
+	runOne := func(i int) {
+		lab0 := selfCPU()
+		results[i], errs[i] = runUnit(ctx, cfg, us[i])
+		if errs[i] != nil {
+			errs[i] = fmt.Errorf("%s: %w", us[i].name, errs[i])
 			cancel()
 		}
-		results[d.i] = d.res
+		if cfg.sequential {
+			results[i].LabCPU = (selfCPU() - lab0).Seconds()
+		}
 	}
-	if firstErr != nil {
-		return nil, firstErr
+	if cfg.sequential {
+		for i := range us {
+			if ctx.Err() == nil {
+				runOne(i)
+			}
+		}
+	} else {
+		var wg sync.WaitGroup
+		for i := range us {
+			wg.Go(func() { runOne(i) })
+		}
+		wg.Wait()
+	}
+	if err := firstError(errs); err != nil {
+		return nil, err
 	}
 	var kept []result
 	for _, r := range results {
@@ -97,16 +180,78 @@ func run(ctx context.Context, cfg config) ([]result, error) {
 	return kept, ctx.Err()
 }
 
-func runScenario(ctx context.Context, cfg config, index int, name string) (result, error) {
-	srv, err := startScenario(ctx, cfg, name)
-	if err != nil || srv == nil {
+// firstError prefers the error that stopped the run to the cancellations it
+// caused.
+func firstError(errs []error) error {
+	var first error
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// selfCPU is the lab process's own CPU time so far.
+func selfCPU() time.Duration {
+	t, _ := lab.CPUTime(os.Getpid())
+	return t
+}
+
+func runUnit(ctx context.Context, cfg config, u unit) (result, error) {
+	pods := u.clients * max(cfg.nodes, 1)
+	c, err := startCluster(ctx, cfg, u)
+	if err != nil || c == nil {
 		return result{}, err
 	}
-	defer srv.stop()
-	fmt.Printf("%-20s started on %s\n", name, srv.addr)
-	queries := simulate(ctx, cfg, index, name, srv.addr)
+	defer c.stop()
+	label := u.name
+	if len(cfg.replicas) > 1 {
+		label = fmt.Sprintf("%s×%d", label, u.replicas)
+	}
+	if len(cfg.clients) > 1 {
+		label = fmt.Sprintf("%s/%d", label, u.clients)
+	}
+	fmt.Printf("%-24s started: %d kube-dns on %s\n", label, len(c.replicas), strings.Join(c.replicas, " "))
+	f := fleet{clients: pods, source: func(p int) net.IP { return proxyAddr(u.index, p) }, targets: func(int) []string { return c.replicas }, validity: u.validity()}
+	switch {
+	case c.front != nil:
+		f.targets = func(int) []string { return []string{c.frontAt} }
+	case cfg.nodes > 0:
+		f.source = func(p int) net.IP { return podAddr(u.index, p/u.clients, p%u.clients) }
+		f.targets = func(p int) []string { return c.nodeAt[p/u.clients : p/u.clients+1] }
+	}
+	t1 := newTally(time.Now(), cfg.duration, pods*len(names))
+	t2 := newTally(t1.start, cfg.duration, max(cfg.nodes, 1))
+	if c.service != nil {
+		c.service.tally.Store(t2)
+	}
+	agreed := make(chan agreement, 1)
+	go func() { agreed <- probe(ctx, probeAddr(u.index), c.replicas, cfg.probe, t1.start.Add(cfg.duration)) }()
+	simulate(ctx, cfg, label, f, t1)
+	ag := <-agreed
 	if err := ctx.Err(); err != nil {
 		return result{}, err
 	}
-	return summarize(name, srv.describe, cfg, queries), nil
+	res := summarize(u, t1, cfg.duration)
+	res.Scenario, res.Agreement = label, ag
+	res.CPU = c.cpu(c.kubeDNS...).Seconds()
+	for _, p := range c.kubeDNS {
+		res.CPUEach = append(res.CPUEach, c.cpu(p).Seconds())
+	}
+	if c.front != nil {
+		res.CPUFront = c.cpu(c.front).Seconds()
+	}
+	if cfg.nodes > 0 {
+		res.CPUFront = c.cpu(c.nodes...).Seconds()
+		upstream := summarize(u, t2, cfg.duration)
+		res.Upstream = &upstream
+	}
+	return res, nil
 }
+
+// probeAddr is the agreement probe's address, outside the proxies' and nodes'.
+func probeAddr(index int) net.IP { return net.IPv4(127, byte(10+index), 255, 254) }

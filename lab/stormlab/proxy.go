@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +19,15 @@ var names = []string{
 	"linkerd-dst-headless.linkerd.svc.cluster.local.",
 }
 
+func isProxyName(name string) bool {
+	for _, n := range names {
+		if strings.EqualFold(name, n) {
+			return true
+		}
+	}
+	return false
+}
+
 const (
 	fixedProxyFloor = 5 * time.Second // linkerd2-proxy#3807
 	errorBackoff    = time.Second
@@ -24,83 +35,85 @@ const (
 	maxPerLoop = 200_000
 )
 
-// query is one query a proxy sent: when (since the scenario's start), the TTL
-// answered, and whether it was answered at all.
-type query struct {
-	loop   int // which proxy and name
-	at     time.Duration
-	ttl    uint32
-	failed bool
+// fleet is the proxies of one scenario: where each one sends its queries.
+type fleet struct {
+	clients int
+	// source is proxy c's address; targets(c) the servers it picks from at
+	// random for each query (the kube-dns replicas behind kube-proxy, or its
+	// node's cache).
+	source  func(c int) net.IP
+	targets func(c int) []string
+	// validity is how long the zone's data is valid (its TTL).
+	validity time.Duration
 }
 
-// simulate runs cfg.clients proxies against addr for cfg.duration and returns
-// every query they sent. Scenario index picks the client address range
-// 127.(10+index).x.y, so scenarios running side by side never share a client.
-func simulate(ctx context.Context, cfg config, index int, name, addr string) []query {
-	start := time.Now()
-	end := start.Add(cfg.duration)
-	loops := make([][]query, cfg.clients*len(names))
+// proxyAddr is proxy c of scenario index: 127.(10+index).(c/250).(c%250+1),
+// so scenarios running side by side never share a client.
+func proxyAddr(index, c int) net.IP {
+	return net.IPv4(127, byte(10+index), byte(c/250), byte(c%250+1))
+}
+
+// simulate runs the fleet for cfg.duration and tallies every query.
+func simulate(ctx context.Context, cfg config, name string, f fleet, t *tally) {
+	end := t.start.Add(cfg.duration)
 	var sent atomic.Int64
 	var wg sync.WaitGroup
-	for c := range cfg.clients {
-		src := net.IPv4(127, byte(10+index), byte(c/250), byte(c%250+1))
+	for c := range f.clients {
 		delay := time.Duration(0)
-		if cfg.clients > 1 {
-			delay = cfg.stagger * time.Duration(c) / time.Duration(cfg.clients)
+		if f.clients > 1 {
+			delay = cfg.stagger * time.Duration(c) / time.Duration(f.clients)
 		}
 		for n, qname := range names {
-			wg.Go(func() {
-				loop := c*len(names) + n
-				loops[loop] = resolveLoop(ctx, cfg, loop, src, addr, qname, start, start.Add(delay), end, &sent)
-			})
+			p := proxy{cfg: cfg, loop: c*len(names) + n, src: f.source(c), targets: f.targets(c), qname: qname, validity: f.validity}
+			wg.Go(func() { p.run(ctx, t, t.start.Add(delay), end, &sent) })
 		}
 	}
-	stopProgress := progress(ctx, cfg, name, start, &sent)
+	stopProgress := progress(ctx, cfg, name, t.start, &sent)
 	wg.Wait()
 	stopProgress()
-	var all []query
-	for _, l := range loops {
-		all = append(all, l...)
-	}
-	return all
 }
 
-// resolveLoop is one proxy resolving one name the way linkerd2-proxy did before
-// its 2025 fix: resolve, sleep until now + TTL, resolve again; on TTL 0 re-query
-// at once. With cfg.fixed it waits at least 5 s between resolutions instead.
-func resolveLoop(ctx context.Context, cfg config, loop int, src net.IP, addr, qname string, start, first, end time.Time, total *atomic.Int64) []query {
-	client := &dns.Client{Timeout: 2 * time.Second, Dialer: &net.Dialer{LocalAddr: &net.UDPAddr{IP: src}}}
+// proxy is one proxy resolving one name.
+type proxy struct {
+	cfg      config
+	loop     int
+	src      net.IP
+	targets  []string
+	qname    string
+	validity time.Duration
+}
+
+// run resolves the way linkerd2-proxy did before its 2025 fix: resolve, sleep
+// until now + TTL, resolve again; on TTL 0 re-query at once. With cfg.fixed it
+// waits at least 5 s between resolutions instead. Each query leaves from a new
+// socket, so kube-proxy would send it to a random replica.
+func (p proxy) run(ctx context.Context, t *tally, first, end time.Time, total *atomic.Int64) {
+	client := &dns.Client{Timeout: 2 * time.Second, Dialer: &net.Dialer{LocalAddr: &net.UDPAddr{IP: p.src}}}
 	req := new(dns.Msg)
-	req.SetQuestion(qname, dns.TypeSRV)
+	req.SetQuestion(p.qname, dns.TypeSRV)
 	req.SetEdns0(1232, false)
-	var sent []query
-	if !sleepUntil(ctx, first) {
-		return sent
-	}
-	for len(sent) < maxPerLoop {
-		now := time.Now()
-		if !now.Before(end) {
-			break
+	rng := rand.New(rand.NewPCG(uint64(p.loop), 0x5eed))
+	next := first
+	for range maxPerLoop {
+		if !next.Before(end) || !sleepUntil(ctx, next) {
+			return
 		}
-		q := query{loop: loop, at: now.Sub(start)}
-		resp, _, err := client.ExchangeContext(ctx, req, addr)
+		now := time.Now()
+		resp, rtt, err := client.ExchangeContext(ctx, req, p.targets[rng.IntN(len(p.targets))])
+		a := answer{at: now, failed: true}
 		wait := errorBackoff
 		if ttl, ok := answerTTL(resp); err == nil && ok {
-			q.ttl = ttl
 			wait = time.Duration(ttl) * time.Second
-			if cfg.fixed {
+			if p.cfg.fixed {
 				wait = max(wait, fixedProxyFloor)
 			}
-		} else {
-			q.failed = true
+			a = answer{at: now, ttl: ttl, held: wait, stamp: stampOf(resp)}
 		}
-		sent = append(sent, q)
+		t.record(p.loop, a, p.validity)
+		t.timing(now.Sub(next), rtt)
 		total.Add(1)
-		if next := time.Now().Add(wait); !next.Before(end) || !sleepUntil(ctx, next) {
-			break
-		}
+		next = time.Now().Add(wait)
 	}
-	return sent
 }
 
 // answerTTL is the lowest TTL in the answer section, the one a client must honour.
@@ -130,6 +143,67 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 	}
 }
 
+// agreement counts how often replicas asked the same question at the same
+// instant, by the same client, answered with different TTLs.
+type agreement struct {
+	Probes    int `json:"probes"`
+	Differing int `json:"probes_with_differing_ttls"`
+	MaxSpread int `json:"largest_ttl_spread"`
+}
+
+// probe asks every replica for each name at once, from src, at the middle of
+// a wall-clock second every interval, until ctx ends or end.
+func probe(ctx context.Context, src net.IP, replicas []string, interval time.Duration, end time.Time) agreement {
+	var ag agreement
+	if len(replicas) < 2 || interval <= 0 {
+		return ag
+	}
+	for {
+		next := time.Now().Truncate(time.Second).Add(interval + time.Second/2)
+		if !next.Before(end) || !sleepUntil(ctx, next) {
+			return ag
+		}
+		for _, qname := range names {
+			ttls := askAll(ctx, src, replicas, qname)
+			if len(ttls) < len(replicas) {
+				continue // a lost probe says nothing
+			}
+			lo, hi := ttls[0], ttls[0]
+			for _, t := range ttls {
+				lo, hi = min(lo, t), max(hi, t)
+			}
+			ag.Probes++
+			if hi != lo {
+				ag.Differing++
+			}
+			ag.MaxSpread = max(ag.MaxSpread, int(hi-lo))
+		}
+	}
+}
+
+// askAll sends qname to every replica at once and returns the TTLs answered.
+func askAll(ctx context.Context, src net.IP, replicas []string, qname string) []uint32 {
+	req := new(dns.Msg)
+	req.SetQuestion(qname, dns.TypeSRV)
+	req.SetEdns0(1232, false)
+	var mu sync.Mutex
+	var ttls []uint32
+	var wg sync.WaitGroup
+	for _, r := range replicas {
+		wg.Go(func() {
+			c := &dns.Client{Timeout: time.Second, Dialer: &net.Dialer{LocalAddr: &net.UDPAddr{IP: src}}}
+			resp, _, err := c.ExchangeContext(ctx, req.Copy(), r)
+			if ttl, ok := answerTTL(resp); err == nil && ok {
+				mu.Lock()
+				ttls = append(ttls, ttl)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return ttls
+}
+
 // progress prints a line for the scenario every cfg.progress until stopped.
 func progress(ctx context.Context, cfg config, name string, start time.Time, sent *atomic.Int64) func() {
 	if cfg.progress <= 0 {
@@ -142,10 +216,10 @@ func progress(ctx context.Context, cfg config, name string, start time.Time, sen
 		for {
 			select {
 			case <-t.C:
-				fmt.Printf("%-20s %3.0f%% (%s of %s), %d queries\n", name, 100*time.Since(start).Seconds()/cfg.duration.Seconds(),
+				fmt.Printf("%-24s %3.0f%% (%s of %s), %d queries\n", name, 100*time.Since(start).Seconds()/cfg.duration.Seconds(),
 					time.Since(start).Round(time.Second), cfg.duration, sent.Load())
 			case <-done:
-				fmt.Printf("%-20s done, %d queries\n", name, sent.Load())
+				fmt.Printf("%-24s done, %d queries\n", name, sent.Load())
 				return
 			case <-ctx.Done():
 				return

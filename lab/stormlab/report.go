@@ -13,74 +13,84 @@ import (
 	"github.com/minttl/minttl/lab/internal/lab"
 )
 
-// zoneTTL is the TTL of the SRV records in testdata/cluster.local.db, the
-// kubernetes plugin's default: an answer used longer than this is stale.
-const zoneTTL = 5
-
-const bin = 100 * time.Millisecond
-
-// result is one scenario's numbers.
+// result is one scenario's numbers (for a node-local scenario, the pods'
+// side, with the node caches' side in Upstream).
 type result struct {
 	describe      string
 	Scenario      string  `json:"scenario"`
+	Replicas      int     `json:"replicas"`
+	Clients       int     `json:"clients"`
 	Queries       int     `json:"queries"`
 	Failed        int     `json:"failed"`
 	Per5Min       float64 `json:"queries_per_5min"`
 	MeanQPS       float64 `json:"mean_qps"`
 	Peak1s        int     `json:"peak_1s"`
-	Peak100ms     int     `json:"peak_100ms"`
 	PeakToMean    float64 `json:"peak_to_mean_1s"`
 	PeakToMean2nd float64 `json:"peak_to_mean_1s_second_half"`
-	TTL0          float64 `json:"share_ttl_0"`
-	TTL1          float64 `json:"share_ttl_le_1"`
-	MeanTTL       float64 `json:"mean_ttl"`
-	MinQueries    int     `json:"theoretical_min_queries"`
-	MaxStale      int     `json:"max_seconds_past_zone_ttl"`
-	Bins          []int   `json:"queries_per_100ms"`
+	// Calm is the first second after which no 1-second window holds more
+	// than twice the mean second of the run's second half; -1: not within
+	// the run's last 30 s.
+	Calm       float64   `json:"calm_seconds"`
+	TTL0       float64   `json:"share_ttl_0"`
+	TTL1       float64   `json:"share_ttl_le_1"`
+	MeanTTL    float64   `json:"mean_ttl"`
+	MinQueries int       `json:"theoretical_min_queries"`
+	StaleMax   float64   `json:"max_seconds_past_zone_ttl"`
+	StaleMean  float64   `json:"mean_seconds_past_zone_ttl"`
+	Stamped    int       `json:"answers_with_the_zones_stamp"` // 0: the staleness is unknown
+	CPU        float64   `json:"kube_dns_cpu_seconds"`
+	CPUEach    []float64 `json:"kube_dns_cpu_seconds_each"`
+	CPUFront   float64   `json:"front_cpu_seconds"` // the resolver, or the node caches
+	Agreement  agreement `json:"agreement"`
+	LateP99    float64   `json:"send_late_p99_ms"`
+	LateMax    float64   `json:"send_late_max_bucket_ms"`
+	RTTP99     float64   `json:"answer_p99_ms"`
+	LabCPU     float64   `json:"lab_cpu_seconds"` // with -sequential: the lab's own CPU for this scenario
+	Upstream   *result   `json:"node_caches_to_kube_dns,omitempty"`
+	Bins       []int     `json:"queries_per_100ms"`
 }
 
-func summarize(name, describe string, cfg config, queries []query) result {
-	r := result{describe: describe, Scenario: name, Queries: len(queries)}
-	r.Bins = make([]int, int(cfg.duration/bin)+1)
-	var ttlSum float64
-	answered := 0
-	for _, q := range queries {
-		r.Bins[min(int(q.at/bin), len(r.Bins)-1)]++
-		if q.failed {
-			r.Failed++
-			continue
+func summarize(u unit, t *tally, duration time.Duration) result {
+	r := result{describe: u.describe, Scenario: u.name, Replicas: u.replicas, Clients: u.clients, Bins: t.counts()}
+	var ttlSum, staleSum float64
+	answered, stamped := 0, 0
+	for i := range t.loops {
+		l := &t.loops[i]
+		r.Queries += l.queries
+		r.Failed += l.failed
+		answered += l.answered
+		ttlSum += l.ttlSum
+		r.TTL0 += float64(l.ttl0)
+		r.TTL1 += float64(l.ttl1)
+		r.StaleMax = max(r.StaleMax, l.staleMax)
+		staleSum += l.staleSum
+		stamped += l.stamped
+		if l.answered > 0 {
+			r.MinQueries += int(math.Ceil((duration - l.first).Seconds() / (l.heldSum / float64(l.answered))))
 		}
-		answered++
-		ttlSum += float64(q.ttl)
-		if q.ttl == 0 {
-			r.TTL0++
-		}
-		if q.ttl <= 1 {
-			r.TTL1++
-		}
-		r.MaxStale = max(r.MaxStale, int(heldFor(cfg, q.ttl)/time.Second)-zoneTTL)
 	}
 	if answered > 0 {
 		r.TTL0, r.TTL1, r.MeanTTL = r.TTL0/float64(answered), r.TTL1/float64(answered), ttlSum/float64(answered)
 	}
-	seconds := cfg.duration.Seconds()
+	if r.Stamped = stamped; stamped > 0 {
+		r.StaleMean = staleSum / float64(stamped)
+	}
+	seconds := duration.Seconds()
 	r.Per5Min = float64(r.Queries) * 300 / seconds
 	r.MeanQPS = float64(r.Queries) / seconds
-	r.Peak1s, r.Peak100ms = peak(r.Bins, 10), peak(r.Bins, 1)
+	r.Peak1s = peak(r.Bins, perSecond)
 	r.PeakToMean = ratio(r.Bins, 0)
 	r.PeakToMean2nd = ratio(r.Bins, len(r.Bins)/2)
-	r.MinQueries = minimumQueries(cfg, queries)
+	r.Calm = calm(r.Bins, duration)
+	r.LateP99 = ms(quantile(&t.late, 0.99))
+	r.LateMax = ms(quantile(&t.late, 1))
+	r.RTTP99 = ms(quantile(&t.rtt, 0.99))
 	return r
 }
 
-// heldFor is how long a proxy kept using an answer with this TTL.
-func heldFor(cfg config, ttl uint32) time.Duration {
-	d := time.Duration(ttl) * time.Second
-	if cfg.fixed {
-		d = max(d, fixedProxyFloor)
-	}
-	return d
-}
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+const perSecond = int(time.Second / bin)
 
 // peak is the most queries in any window of w consecutive bins.
 func peak(bins []int, w int) int {
@@ -95,62 +105,157 @@ func peak(bins []int, w int) int {
 	return best
 }
 
-// ratio is the peak 1-second query count over the mean 1-second count, from bin `from` on.
-func ratio(bins []int, from int) float64 {
-	tail := bins[from:]
+// meanSecond is the mean number of queries per second from bin `from` on.
+func meanSecond(bins []int, from int) float64 {
 	total := 0
-	for _, n := range tail {
+	for _, n := range bins[from:] {
 		total += n
 	}
-	if total == 0 {
-		return 0
-	}
-	mean := float64(total) / (float64(len(tail)) * bin.Seconds())
-	return float64(peak(tail, int(time.Second/bin))) / mean
+	return float64(total) / (float64(len(bins)-from) * bin.Seconds())
 }
 
-// minimumQueries is the fewest queries the TTLs handed out allow: each proxy
-// using every answer for its full TTL (a TTL-0 answer for one second), from its
-// first query to the end of the run.
-func minimumQueries(cfg config, queries []query) int {
-	type loop struct {
-		first    time.Duration
-		held     float64
-		answered int
+// ratio is the peak 1-second query count over the mean 1-second count, from bin `from` on.
+func ratio(bins []int, from int) float64 {
+	mean := meanSecond(bins, from)
+	if mean == 0 {
+		return 0
 	}
-	loops := map[int]*loop{}
-	for _, q := range queries {
-		l := loops[q.loop]
-		if l == nil {
-			l = &loop{first: q.at}
-			loops[q.loop] = l
+	return float64(peak(bins[from:], perSecond)) / mean
+}
+
+// calm is the end of the last 1-second window holding more than twice the
+// mean second of the second half: after it, no second does. A storm that
+// lasts into the run's last 30 s never calmed (-1).
+func calm(bins []int, duration time.Duration) float64 {
+	limit := 2 * meanSecond(bins, len(bins)/2)
+	last, sum := 0, 0
+	for i, n := range bins {
+		sum += n
+		if i >= perSecond {
+			sum -= bins[i-perSecond]
 		}
-		if !q.failed {
-			l.held += math.Max(heldFor(cfg, q.ttl).Seconds(), 1)
-			l.answered++
-		}
-	}
-	total := 0
-	for _, l := range loops {
-		if l.answered > 0 {
-			total += int(math.Ceil((cfg.duration - l.first).Seconds() / (l.held / float64(l.answered))))
+		if float64(sum) > limit {
+			last = i + 1
 		}
 	}
-	return total
+	end := time.Duration(last) * bin
+	if end > duration-30*time.Second {
+		return -1
+	}
+	return end.Seconds()
 }
 
 func table(cfg config, results []result) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d proxies × %d names, %s per scenario, start %s, %s proxies; %s, %d cores.\n\n",
-		cfg.clients, len(names), cfg.duration, startKind(cfg), proxyKind(cfg), lab.CPUModel(), runtime.NumCPU())
-	b.WriteString("| scenario | queries | per 5 min | min. for TTLs given | mean q/s | peak q/s (1 s) | peak / 100 ms | peak/mean (1 s) | peak/mean, 2nd half | TTL 0 | TTL ≤ 1 | mean TTL | longest use past TTL 5 s |\n")
-	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
-	for _, r := range results {
-		fmt.Fprintf(&b, "| %s | %d | %.0f | %d | %.1f | %d | %d | %.1f× | %.1f× | %.1f %% | %.1f %% | %.1f s | %d s |\n",
-			r.describe, r.Queries, r.Per5Min, r.MinQueries, r.MeanQPS, r.Peak1s, r.Peak100ms, r.PeakToMean, r.PeakToMean2nd,
-			100*r.TTL0, 100*r.TTL1, r.MeanTTL, r.MaxStale)
+	if cfg.nodes > 0 {
+		return nodeTable(cfg, results)
 	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Proxies × %d names, %s per scenario (%s), start %s, %s proxies; %s, %d cores.\n\n",
+		len(names), cfg.duration, runKind(cfg), startKind(cfg), proxyKind(cfg), lab.CPUModel(), runtime.NumCPU())
+	b.WriteString("| scenario | proxies | kube-dns | queries | per 5 min | min. for TTLs given | peak q/s (1 s) | peak/mean (1 s) | peak/mean, 2nd half | calm after | TTL 0 | TTL ≤ 1 | mean TTL | use past zone TTL, max (mean) | CoreDNS CPU s | replicas differ |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, r := range results {
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %.0f | %d | %d | %.1f× | %.1f× | %s | %.1f %% | %.1f %% | %.1f s | %s | %s | %s |\n",
+			r.describe, r.Clients, r.Replicas, r.Queries, r.Per5Min, r.MinQueries, r.Peak1s, r.PeakToMean, r.PeakToMean2nd, calmText(r.Calm),
+			100*r.TTL0, 100*r.TTL1, r.MeanTTL, staleText(r), cpuText(r), agreementText(r.Agreement))
+	}
+	b.WriteString(health(results))
 	return b.String()
+}
+
+// nodeTable has two rows per scenario: the pods asking their node caches, and
+// the node caches asking kube-dns through the Service.
+func nodeTable(cfg config, results []result) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d nodes × pods × %d names, %s per scenario (%s), start %s, %s proxies; %s, %d cores.\n\n",
+		cfg.nodes, len(names), cfg.duration, runKind(cfg), startKind(cfg), proxyKind(cfg), lab.CPUModel(), runtime.NumCPU())
+	b.WriteString("| scenario | tier | queries | per 5 min | peak q/s (1 s) | peak/mean, 2nd half | calm after | TTL ≤ 1 | mean TTL | use past zone TTL, max (mean) | CPU s of the tier's servers |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, r := range results {
+		rows := []struct {
+			tier string
+			r    result
+			cpu  float64
+		}{{fmt.Sprintf("%d pods → %d node caches", r.Clients*cfg.nodes, cfg.nodes), r, r.CPUFront}}
+		if r.Upstream != nil {
+			rows = append(rows, struct {
+				tier string
+				r    result
+				cpu  float64
+			}{fmt.Sprintf("node caches → %d kube-dns", r.Replicas), *r.Upstream, r.CPU})
+		}
+		for i, row := range rows {
+			name := r.describe
+			if i > 0 {
+				name = ""
+			}
+			x := row.r
+			fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %d | %.1f× | %s | %.1f %% | %.1f s | %s | %.1f |\n",
+				name, row.tier, x.Queries, x.Per5Min, x.Peak1s, x.PeakToMean2nd, calmText(x.Calm), 100*x.TTL1, x.MeanTTL, staleText(x), row.cpu)
+		}
+	}
+	b.WriteString(health(results))
+	return b.String()
+}
+
+// health says whether the lab kept up: failed queries, how late sends left
+// against their schedule, how long answers took.
+func health(results []result) string {
+	var b strings.Builder
+	b.WriteString("\nLab: ")
+	var parts []string
+	for _, r := range results {
+		part := fmt.Sprintf("%s %d failed, sends late p99 %s, answers p99 %s", r.Scenario, r.Failed, msText(r.LateP99), msText(r.RTTP99))
+		if r.LabCPU > 0 {
+			part += fmt.Sprintf(", lab CPU %.1f s", r.LabCPU)
+		}
+		parts = append(parts, part)
+	}
+	b.WriteString(strings.Join(parts, "; "))
+	fmt.Fprintf(&b, ". Lab process CPU %.0f s in all.\n", selfCPU().Seconds())
+	return b.String()
+}
+
+func runKind(cfg config) string {
+	if cfg.sequential {
+		return "one after another"
+	}
+	return "side by side"
+}
+
+func msText(v float64) string {
+	if v < 1 {
+		return fmt.Sprintf("≤ %.2f ms", v)
+	}
+	return fmt.Sprintf("≤ %.0f ms", v)
+}
+
+func calmText(s float64) string {
+	if s < 0 {
+		return "never"
+	}
+	return fmt.Sprintf("%.0f s", s)
+}
+
+func staleText(r result) string {
+	if r.Stamped == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f s (%.1f s)", r.StaleMax, r.StaleMean)
+}
+
+func cpuText(r result) string {
+	if r.CPUFront > 0 {
+		return fmt.Sprintf("%.1f + %.1f", r.CPU, r.CPUFront)
+	}
+	return fmt.Sprintf("%.1f", r.CPU)
+}
+
+func agreementText(a agreement) string {
+	if a.Probes == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%d of %d (≤ %d s)", a.Differing, a.Probes, a.MaxSpread)
 }
 
 func startKind(cfg config) string {
@@ -171,7 +276,7 @@ func write(cfg config, results []result) error {
 	if err := os.MkdirAll(cfg.out, 0o755); err != nil {
 		return err
 	}
-	md := "Made by `stormlab " + strings.Join(os.Args[1:], " ") + "` (make storm).\n\n" + table(cfg, results)
+	md := "Made by `stormlab " + strings.Join(os.Args[1:], " ") + "`.\n\n" + table(cfg, results)
 	if err := os.WriteFile(filepath.Join(cfg.out, "table.md"), []byte(md), 0o644); err != nil {
 		return err
 	}
@@ -185,31 +290,47 @@ func write(cfg config, results []result) error {
 	return os.WriteFile(filepath.Join(cfg.out, "storm.svg"), []byte(svg(cfg, results)), 0o644)
 }
 
-// svg draws queries per 100 ms over time, one lane per scenario, all lanes on
-// one logarithmic scale, so that a storm looks like one and calm stays visible.
+// svg draws queries per 100 ms over time, one lane per scenario (and tier),
+// all lanes on one logarithmic scale, so that a storm looks like one and calm
+// stays visible; a mark shows where each lane calmed.
 func svg(cfg config, results []result) string {
-	const width, lane, left, top = 1000.0, 90.0, 250.0, 30.0
-	scale := 1
+	type lane struct {
+		name string
+		r    result
+	}
+	var lanes []lane
 	for _, r := range results {
-		scale = max(scale, r.Peak100ms)
+		lanes = append(lanes, lane{r.Scenario, r})
+		if r.Upstream != nil {
+			lanes = append(lanes, lane{r.Scenario + " (node caches → kube-dns)", *r.Upstream})
+		}
+	}
+	const width, height1, left, top = 1000.0, 90.0, 300.0, 30.0
+	scale := 1
+	for _, l := range lanes {
+		scale = max(scale, peak(l.r.Bins, 1))
 	}
 	var b strings.Builder
-	height := top + lane*float64(len(results)) + 30
+	height := top + height1*float64(len(lanes)) + 30
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="12">`+"\n", left+width+20, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
-	fmt.Fprintf(&b, `<text x="%.0f" y="18" font-size="14">Queries per 100 ms, %d proxies × 2 SRV names, %s start (one log scale: %d at the top)</text>`+"\n",
-		left, cfg.clients, startKind(cfg), scale)
-	for i, r := range results {
-		y0 := top + lane*float64(i+1) - 10
-		fmt.Fprintf(&b, `<text x="5" y="%.0f">%s</text>`+"\n", y0-lane/2+10, escape(r.Scenario))
-		fmt.Fprintf(&b, `<text x="5" y="%.0f" fill="#555">peak %d/100 ms, %d queries</text>`+"\n", y0-lane/2+26, r.Peak100ms, r.Queries)
+	fmt.Fprintf(&b, `<text x="%.0f" y="18" font-size="14">Queries per 100 ms, %s, %s start (one log scale: %d at the top; | calm)</text>`+"\n",
+		left, population(cfg), startKind(cfg), scale)
+	for i, l := range lanes {
+		y0 := top + height1*float64(i+1) - 10
+		fmt.Fprintf(&b, `<text x="5" y="%.0f">%s</text>`+"\n", y0-height1/2+10, escape(l.name))
+		fmt.Fprintf(&b, `<text x="5" y="%.0f" fill="#555">peak %d/100 ms, %d queries, calm %s</text>`+"\n", y0-height1/2+26, peak(l.r.Bins, 1), l.r.Queries, calmText(l.r.Calm))
 		fmt.Fprintf(&b, `<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#ccc"/>`+"\n", left, y0, left+width, y0)
 		var pts strings.Builder
-		for j, n := range r.Bins {
-			x := left + width*float64(j)/float64(len(r.Bins))
-			fmt.Fprintf(&pts, "%.1f,%.1f ", x, y0-(lane-20)*math.Log1p(float64(n))/math.Log1p(float64(scale)))
+		for j, n := range l.r.Bins {
+			x := left + width*float64(j)/float64(len(l.r.Bins))
+			fmt.Fprintf(&pts, "%.1f,%.1f ", x, y0-(height1-20)*math.Log1p(float64(n))/math.Log1p(float64(scale)))
 		}
 		fmt.Fprintf(&b, `<polyline fill="none" stroke="#c0392b" stroke-width="1" points="%s"/>`+"\n", pts.String())
+		if l.r.Calm >= 0 {
+			x := left + width*l.r.Calm/cfg.duration.Seconds()
+			fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#2471a3" stroke-width="2"/>`+"\n", x, y0, x, y0-height1+20)
+		}
 	}
 	for s := 0.0; s <= cfg.duration.Seconds(); s += 60 {
 		x := left + width*s/cfg.duration.Seconds()
@@ -217,6 +338,17 @@ func svg(cfg config, results []result) string {
 	}
 	b.WriteString("</svg>\n")
 	return b.String()
+}
+
+func population(cfg config) string {
+	var counts []string
+	for _, n := range cfg.clients {
+		counts = append(counts, fmt.Sprint(n))
+	}
+	if cfg.nodes > 0 {
+		return fmt.Sprintf("%d nodes × %s pods × 2 SRV names", cfg.nodes, strings.Join(counts, "/"))
+	}
+	return fmt.Sprintf("%s proxies × 2 SRV names", strings.Join(counts, "/"))
 }
 
 func escape(s string) string {

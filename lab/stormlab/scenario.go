@@ -3,128 +3,302 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/minttl/minttl/lab/internal/lab"
 )
 
-// scenarios maps a scenario's name to its Corefile under testdata/storm, and
-// says what it is for the table.
-var scenarios = []struct{ name, corefile, describe string }{
-	{"cache", "cache.Corefile", "`cache 30` alone"},
-	{"serve_stale", "serve_stale.Corefile", "`cache 30 { serve_stale }`"},
-	{"keepttl", "keepttl.Corefile", "`cache 30 { keepttl }`"},
-	{"rewrite", "rewrite.Corefile", "`rewrite ttl ... 30-` + `cache 30`"},
-	{"minttl", "minttl.Corefile", "`minttl` + `cache 30`"},
-	{"minttl_serve_stale", "minttl_serve_stale.Corefile", "`minttl` + `cache 30 { serve_stale }`"},
-	{"unbound", "cache.Corefile", "unbound `cache-min-ttl: 30` → `cache 30`"},
-	{"dnsmasq", "cache.Corefile", "dnsmasq `--min-cache-ttl=30` → `cache 30`"},
+// scenario is one setup the proxies storm: kube-dns replicas with a Corefile
+// from testdata/storm, maybe a resolver in front of them, maybe node caches.
+type scenario struct {
+	name, describe string
+	corefile       string   // the kube-dns replicas' Corefile
+	vars           []string // its placeholders and values, besides PORT and UPSTREAM
+	resolver       string   // unbound or dnsmasq in front of one CoreDNS
+	zoneTTL        uint32   // the zone's TTL; 0 is the kubernetes plugin's 5 s
+	delay          time.Duration
+	node           string   // node-local scenarios: the node caches' Corefile
+	nodeVars       []string // its placeholders and values, besides PORT, SERVICE and NODE
+	baseline       bool     // kube-dns runs -baseline, another build of CoreDNS
+}
+
+var scenarios = []scenario{
+	{name: "cache", corefile: "cache.Corefile", describe: "`cache 30` alone"},
+	{name: "serve_stale", corefile: "serve_stale.Corefile", describe: "`cache 30 { serve_stale }`"},
+	{name: "keepttl", corefile: "keepttl.Corefile", describe: "`cache 30 { keepttl }`"},
+	{name: "rewrite", corefile: "rewrite.Corefile", describe: "`rewrite ttl ... 30-` + `cache 30`"},
+	{name: "minttl", corefile: "minttl.Corefile", describe: "`minttl` + `cache 30`"},
+	{name: "minttl_serve_stale", corefile: "minttl_serve_stale.Corefile", describe: "`minttl` + `cache 30 { serve_stale }`"},
+	{name: "minttl_baseline", corefile: "minttl.Corefile", baseline: true, describe: "`minttl` + `cache 30`, the -baseline build"},
+	{name: "unbound", corefile: "cache.Corefile", resolver: "unbound", describe: "unbound `cache-min-ttl: 30` → `cache 30`"},
+	{name: "dnsmasq", corefile: "cache.Corefile", resolver: "dnsmasq", describe: "dnsmasq `--min-cache-ttl=30` → `cache 30`"},
+
+	// The seed's storm: kubeadm's TTL 30, serve_stale, and an upstream that
+	// takes a second, so every item's expiry opens a second of TTL-0 answers.
+	{name: "serve_stale_slow", corefile: "serve_stale.Corefile", zoneTTL: 30, delay: time.Second,
+		describe: "`cache 30 { serve_stale }`, TTL 30, upstream 1 s slow"},
+	{name: "minttl_serve_stale_slow", corefile: "minttl_serve_stale.Corefile", zoneTTL: 30, delay: time.Second,
+		describe: "`minttl` + `cache 30 { serve_stale }`, TTL 30, upstream 1 s slow"},
+
+	// NodeLocal DNSCache: a node cache on every node in front of kube-dns.
+	{name: "nl_none", corefile: "cache.Corefile", node: "node.Corefile", describe: "no minttl"},
+	{name: "nl_kubedns", corefile: "minttl.Corefile", node: "node.Corefile", describe: "minttl in kube-dns (30 s + 20 %)"},
+	{name: "nl_kubedns_fit", corefile: "minttl_tuned.Corefile", vars: []string{"FLOOR", "25s", "JITTER", "5s"}, node: "node.Corefile",
+		describe: "minttl in kube-dns (25 s + 5 s)"},
+	{name: "nl_node", corefile: "cache.Corefile", node: "node_minttl.Corefile", describe: "minttl in the node caches (30 s + 20 %)"},
+	{name: "nl_both", corefile: "minttl.Corefile", node: "node_minttl.Corefile", describe: "minttl in both (30 s + 20 %)"},
+	{name: "nl_both_fit", corefile: "minttl_tuned.Corefile", vars: []string{"FLOOR", "25s", "JITTER", "5s"},
+		node: "node_minttl_tuned.Corefile", nodeVars: []string{"NODE_FLOOR", "31s", "NODE_JITTER", "20%"},
+		describe: "minttl in kube-dns (25 s + 5 s) and in the node caches (31 s + 20 %)"},
+}
+
+// defaultScenarios are those make storm runs without -scenarios.
+func defaultScenarios(nodeLocal bool) []string {
+	var out []string
+	for _, s := range scenarios {
+		if (s.node != "") == nodeLocal && s.delay == 0 && !s.baseline {
+			out = append(out, s.name)
+		}
+	}
+	return out
 }
 
 func allScenarios() []string {
-	var names []string
+	var out []string
 	for _, s := range scenarios {
-		names = append(names, s.name)
+		out = append(out, s.name)
 	}
-	return names
+	return out
 }
 
-// server is what the simulated proxies query: a CoreDNS, or a resolver in front of one.
-type server struct {
-	addr     string
-	describe string
-	procs    []*lab.Process
-	dir      string
-}
-
-func (s *server) stop() {
-	for _, p := range s.procs {
-		p.Stop()
-	}
-	os.RemoveAll(s.dir)
-}
-
-// startScenario starts the scenario's processes and waits until they answer.
-// A resolver that is not installed gives a nil server and no error.
-func startScenario(ctx context.Context, cfg config, name string) (*server, error) {
-	var corefile, describe string
+// findScenario returns the named scenario; minttl_jPCT is minttl with a
+// jitter of PCT % of the default floor.
+func findScenario(name string) (scenario, error) {
 	for _, s := range scenarios {
 		if s.name == name {
-			corefile, describe = s.corefile, s.describe
+			return s, nil
 		}
 	}
-	if corefile == "" {
-		return nil, fmt.Errorf("unknown scenario %q (have %s)", name, strings.Join(allScenarios(), ", "))
+	if pct, ok := strings.CutPrefix(name, "minttl_j"); ok {
+		return scenario{name: name, corefile: "minttl_tuned.Corefile", vars: []string{"FLOOR", "30s", "JITTER", pct + "%"},
+			describe: "`minttl` floor 30 s, jitter " + pct + " %"}, nil
 	}
-	resolver := map[string]string{"unbound": "unbound", "dnsmasq": "dnsmasq"}[name]
-	if resolver != "" {
-		if _, err := exec.LookPath(resolver); err != nil {
-			fmt.Printf("%-20s skipped: %s is not installed (apt-get install %s)\n", name, resolver, map[string]string{"unbound": "unbound", "dnsmasq": "dnsmasq-base"}[name])
+	return scenario{}, fmt.Errorf("unknown scenario %q (have %s, minttl_jPCT)", name, strings.Join(allScenarios(), ", "))
+}
+
+func (s scenario) validity() time.Duration {
+	if s.zoneTTL == 0 {
+		return zoneTTL * time.Second
+	}
+	return time.Duration(s.zoneTTL) * time.Second
+}
+
+// zoneTTL is the TTL of the kubernetes plugin, the lab zone's default: an
+// answer used longer than this after the zone made it is stale.
+const zoneTTL = 5
+
+// cluster is a running scenario: the zone, the kube-dns replicas, a resolver
+// in front of them or node caches with the Service between.
+type cluster struct {
+	dir      string
+	zone     *zone
+	kubeDNS  []*lab.Process
+	replicas []string // their addresses
+	front    *lab.Process
+	frontAt  string
+	nodes    []*lab.Process
+	nodeAt   []string
+	service  *service
+	cpu0     map[*lab.Process]time.Duration
+}
+
+// unit is one scenario at one replica count and one client count, with the
+// index that picks its client addresses.
+type unit struct {
+	scenario
+	replicas, clients int
+	index             int
+}
+
+// startCluster starts a unit's processes and waits until they all answer. A
+// resolver that is not installed gives a nil cluster and no error.
+func startCluster(ctx context.Context, cfg config, u unit) (*cluster, error) {
+	if u.resolver != "" {
+		if _, err := exec.LookPath(u.resolver); err != nil {
+			fmt.Printf("%-24s skipped: %s is not installed (apt-get install %s)\n", u.name, u.resolver, map[string]string{"unbound": "unbound", "dnsmasq": "dnsmasq-base"}[u.resolver])
 			return nil, nil
 		}
 	}
-	dir, err := os.MkdirTemp("", "stormlab-"+name+"-")
+	dir, err := os.MkdirTemp("", "stormlab-"+u.name+"-")
 	if err != nil {
 		return nil, err
 	}
-	srv := &server{describe: describe, dir: dir}
-	backend, err := srv.startCoreDNS(ctx, cfg, corefile)
-	if err == nil && resolver != "" {
-		err = srv.startResolver(ctx, cfg, resolver, backend)
-	}
-	if err != nil {
-		srv.stop()
+	c := &cluster{dir: dir, cpu0: map[*lab.Process]time.Duration{}}
+	if err := c.start(ctx, cfg, u); err != nil {
+		c.stop()
 		return nil, err
 	}
-	return srv, nil
+	for _, p := range c.all() {
+		c.cpu0[p], _ = lab.CPUTime(p.Cmd.Process.Pid)
+	}
+	return c, nil
 }
 
-func (s *server) startCoreDNS(ctx context.Context, cfg config, corefile string) (string, error) {
-	port, err := lab.FreePort()
-	if err != nil {
-		return "", err
-	}
-	path, err := lab.WriteCorefile(filepath.Join(cfg.testdata, "storm", corefile), filepath.Join(cfg.testdata, "cluster.local.db"), s.dir, "PORT", port)
-	if err != nil {
-		return "", err
-	}
-	return port, s.start(ctx, "127.0.0.1:"+port, cfg.coredns, "-conf", path)
-}
-
-func (s *server) startResolver(ctx context.Context, cfg config, resolver, upstream string) error {
-	port, err := lab.FreePort()
+func (c *cluster) start(ctx context.Context, cfg config, u unit) error {
+	z, err := startZone(filepath.Join(cfg.testdata, "cluster.local.db"), uint32(u.validity()/time.Second), u.delay)
 	if err != nil {
 		return err
 	}
-	addr := "127.0.0.1:" + port
-	if resolver == "dnsmasq" {
-		return s.start(ctx, addr, "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces",
-			"--listen-address=127.0.0.1", "--port="+port, "--server=/cluster.local/127.0.0.1#"+upstream,
-			"--min-cache-ttl=30", "--cache-size=10000", "--user=root", "--pid-file=", "--log-facility=-")
+	c.zone = z
+	binary := cfg.coredns
+	if u.baseline {
+		binary = cfg.baseline
 	}
-	conf := filepath.Join(s.dir, "unbound.conf")
-	if err := fill(filepath.Join(cfg.testdata, "storm", "unbound.conf"), conf, "UPSTREAM", upstream, "PORT", port, "DIR", s.dir); err != nil {
-		return err
+	for r := range u.replicas {
+		addr, p, err := c.coreDNS(ctx, binary, cfg.testdata, fmt.Sprintf("kube-dns-%d", r), u.corefile, append([]string{"UPSTREAM", z.addr}, u.vars...)...)
+		if err != nil {
+			return err
+		}
+		c.kubeDNS, c.replicas = append(c.kubeDNS, p), append(c.replicas, addr)
 	}
-	return s.start(ctx, addr, "unbound", "-d", "-c", conf)
-}
-
-// start runs a server process and waits until addr answers a query.
-func (s *server) start(ctx context.Context, addr string, argv ...string) error {
-	p, err := lab.Start(ctx, filepath.Join(s.dir, filepath.Base(argv[0])+".log"), nil, argv...)
-	if err != nil {
-		return err
-	}
-	s.procs = append(s.procs, p)
-	s.addr = addr
-	if err := lab.WaitForDNS(ctx, addr, p.Exited); err != nil {
-		out, _ := os.ReadFile(p.Log)
-		return fmt.Errorf("%s: %w:\n%s", argv[0], err, out)
+	switch {
+	case u.resolver != "":
+		return c.startResolver(ctx, cfg, u.resolver, c.replicas[0])
+	case u.node != "":
+		return c.startNodes(ctx, cfg, u)
 	}
 	return nil
+}
+
+// startNodes starts the Service and one node cache per node, each forwarding
+// to the Service from its node's address.
+func (c *cluster) startNodes(ctx context.Context, cfg config, u unit) error {
+	svc, err := startService(ctx, c.replicas, func(ip net.IP) int { return nodeOf(u.index, ip) }, u.validity())
+	if err != nil {
+		return err
+	}
+	c.service = svc
+	for n := range cfg.nodes {
+		addr, p, err := c.coreDNS(ctx, cfg.coredns, cfg.testdata, fmt.Sprintf("node-%d", n), u.node,
+			append([]string{"SERVICE", svc.addr(), "NODE", nodeAddr(u.index, n).String()}, u.nodeVars...)...)
+		if err != nil {
+			return err
+		}
+		c.nodes, c.nodeAt = append(c.nodes, p), append(c.nodeAt, addr)
+	}
+	return nil
+}
+
+// Pod p of node n is 127.(10+index).n.(p+1); the node itself is .250 there.
+func podAddr(index, n, p int) net.IP { return net.IPv4(127, byte(10+index), byte(n), byte(p+1)) }
+func nodeAddr(index, n int) net.IP   { return net.IPv4(127, byte(10+index), byte(n), 250) }
+
+// nodeOf is the node whose address ip is, or -1.
+func nodeOf(index int, ip net.IP) int {
+	v4 := ip.To4()
+	if v4 == nil || v4[1] != byte(10+index) || v4[3] != 250 {
+		return -1
+	}
+	return int(v4[2])
+}
+
+// coreDNS starts binary with a Corefile from testdata/storm on a free port.
+// Servers starting side by side can take a port between its check and its
+// use, so a server that does not come up gets two more ports to try.
+func (c *cluster) coreDNS(ctx context.Context, binary, testdata, name, corefile string, pairs ...string) (string, *lab.Process, error) {
+	dir := filepath.Join(c.dir, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return "", nil, err
+	}
+	var err error
+	for range 3 {
+		var port, path string
+		if port, err = lab.FreePort(); err != nil {
+			return "", nil, err
+		}
+		path, err = lab.WriteCorefile(filepath.Join(testdata, "storm", corefile), filepath.Join(testdata, "cluster.local.db"), dir, append([]string{"PORT", port}, pairs...)...)
+		if err != nil {
+			return "", nil, err
+		}
+		addr := "127.0.0.1:" + port
+		var p *lab.Process
+		if p, err = c.run(ctx, dir, addr, binary, "-conf", path); err == nil || ctx.Err() != nil {
+			return addr, p, err
+		}
+	}
+	return "", nil, err
+}
+
+func (c *cluster) startResolver(ctx context.Context, cfg config, resolver, upstream string) error {
+	port, err := lab.FreePort()
+	if err != nil {
+		return err
+	}
+	c.frontAt = "127.0.0.1:" + port
+	upstreamPort := upstream[strings.LastIndexByte(upstream, ':')+1:]
+	if resolver == "dnsmasq" {
+		c.front, err = c.run(ctx, c.dir, c.frontAt, "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces",
+			"--listen-address=127.0.0.1", "--port="+port, "--server=/cluster.local/127.0.0.1#"+upstreamPort,
+			"--min-cache-ttl=30", "--cache-size=10000", "--user=root", "--pid-file=", "--log-facility=-")
+		return err
+	}
+	conf := filepath.Join(c.dir, "unbound.conf")
+	if err := fill(filepath.Join(cfg.testdata, "storm", "unbound.conf"), conf, "UPSTREAM", upstreamPort, "PORT", port, "DIR", c.dir); err != nil {
+		return err
+	}
+	c.front, err = c.run(ctx, c.dir, c.frontAt, "unbound", "-d", "-c", conf)
+	return err
+}
+
+// run starts a server process and waits until addr answers a query.
+func (c *cluster) run(ctx context.Context, dir, addr string, argv ...string) (*lab.Process, error) {
+	p, err := lab.Start(ctx, filepath.Join(dir, filepath.Base(argv[0])+".log"), nil, argv...)
+	if err != nil {
+		return nil, err
+	}
+	if err := lab.WaitForDNS(ctx, addr, p.Exited); err != nil {
+		p.Stop()
+		out, _ := os.ReadFile(p.Log)
+		return nil, fmt.Errorf("%s: %w:\n%s", argv[0], err, out)
+	}
+	return p, nil
+}
+
+func (c *cluster) all() []*lab.Process {
+	all := append(append([]*lab.Process{}, c.kubeDNS...), c.nodes...)
+	if c.front != nil {
+		all = append(all, c.front)
+	}
+	return all
+}
+
+// cpu is the CPU time the processes used since the cluster started answering.
+func (c *cluster) cpu(ps ...*lab.Process) time.Duration {
+	total := time.Duration(0)
+	for _, p := range ps {
+		if t, err := lab.CPUTime(p.Cmd.Process.Pid); err == nil {
+			total += t - c.cpu0[p]
+		}
+	}
+	return total
+}
+
+func (c *cluster) stop() {
+	for _, p := range c.all() {
+		p.Stop()
+	}
+	if c.service != nil {
+		c.service.stop()
+	}
+	if c.zone != nil {
+		c.zone.stop()
+	}
+	os.RemoveAll(c.dir)
 }
 
 // fill copies a template, replacing each placeholder with its value.

@@ -12,19 +12,26 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(lab.Main(m)) }
 
-// TestShortLab runs a small lab on a real CoreDNS with minttl and checks
-// the direction of the result: clients that start spread out stay spread with
-// minttl, where cache pulls them back together, and minttl sends fewer queries.
-func TestShortLab(t *testing.T) {
-	cfg := config{
-		coredns:   lab.CoreDNS,
-		testdata:  filepath.Join("..", "..", "testdata"),
-		out:       t.TempDir(),
-		clients:   20,
-		duration:  15 * time.Second,
-		stagger:   5 * time.Second,
-		scenarios: []string{"cache", "minttl"},
+func shortConfig(t *testing.T) config {
+	return config{
+		coredns:  lab.CoreDNS,
+		testdata: filepath.Join("..", "..", "testdata"),
+		out:      t.TempDir(),
+		clients:  []int{20},
+		duration: 15 * time.Second,
+		replicas: []int{2},
+		probe:    2 * time.Second,
 	}
+}
+
+// TestShortLab runs a small lab on two real CoreDNS replicas and checks the
+// direction of the result: clients that start spread out stay spread with
+// minttl, where cache pulls them back together, minttl sends fewer queries,
+// and the replicas hand a client the same TTL at the same instant.
+func TestShortLab(t *testing.T) {
+	cfg := shortConfig(t)
+	cfg.stagger = 5 * time.Second
+	cfg.scenarios = []string{"cache", "minttl"}
 	results, err := run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +41,7 @@ func TestShortLab(t *testing.T) {
 	}
 	cache, minttl := results[0], results[1]
 	for _, r := range results {
-		t.Logf("%s: %d queries, %d failed, peak/mean %.1f, mean TTL %.1f", r.Scenario, r.Queries, r.Failed, r.PeakToMean, r.MeanTTL)
+		t.Logf("%s: %d queries, %d failed, peak/mean %.1f, mean TTL %.1f, agreement %+v", r.Scenario, r.Queries, r.Failed, r.PeakToMean, r.MeanTTL, r.Agreement)
 		if r.Failed > 0 {
 			t.Errorf("%s: %d queries failed", r.Scenario, r.Failed)
 		}
@@ -48,6 +55,12 @@ func TestShortLab(t *testing.T) {
 	if minttl.TTL1 > 0 || minttl.MeanTTL < 30 {
 		t.Errorf("minttl handed out TTL ≤ 1 in %.1f%% of answers, mean TTL %.1f", 100*minttl.TTL1, minttl.MeanTTL)
 	}
+	if a := minttl.Agreement; a.Probes == 0 || a.Differing > 0 {
+		t.Errorf("minttl replicas: %d of %d probes answered with differing TTLs", a.Differing, a.Probes)
+	}
+	if minttl.StaleMax <= cache.StaleMax {
+		t.Errorf("use past the zone's TTL: minttl %.0f s, cache %.0f s: the stamps do not reach the proxies", minttl.StaleMax, cache.StaleMax)
+	}
 	if err := write(cfg, results); err != nil {
 		t.Fatal(err)
 	}
@@ -55,5 +68,44 @@ func TestShortLab(t *testing.T) {
 		if st, err := os.Stat(filepath.Join(cfg.out, f)); err != nil || st.Size() == 0 {
 			t.Errorf("%s not written: %v", f, err)
 		}
+	}
+}
+
+// TestShortCluster runs a small NodeLocal DNSCache cluster (2 nodes × 10 pods,
+// 2 kube-dns replicas behind the Service) and checks the direction of each
+// tier: minttl in the node caches spreads the pods, minttl in kube-dns raises
+// what the node caches get, but the node caches' 30 s cap keeps pods below it.
+func TestShortCluster(t *testing.T) {
+	cfg := shortConfig(t)
+	cfg.nodes, cfg.clients = 2, []int{10}
+	cfg.scenarios = []string{"nl_none", "nl_kubedns", "nl_node"}
+	results, err := run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 3 {
+		t.Fatalf("got %d results, want 3", len(results))
+	}
+	none, kubeDNS, node := results[0], results[1], results[2]
+	for _, r := range results {
+		up := r.Upstream
+		t.Logf("%s: pods %d queries (%d failed), mean TTL %.1f; node caches %d queries (%d failed), mean TTL %.1f",
+			r.Scenario, r.Queries, r.Failed, r.MeanTTL, up.Queries, up.Failed, up.MeanTTL)
+		if r.Failed > 0 || up.Failed > 0 {
+			t.Errorf("%s: %d pod and %d node cache queries failed", r.Scenario, r.Failed, up.Failed)
+		}
+		if up.Queries == 0 {
+			t.Errorf("%s: no answer from kube-dns passed the Service", r.Scenario)
+		}
+	}
+	if node.TTL1 > 0 || node.MeanTTL < 30 || none.MeanTTL > zoneTTL {
+		t.Errorf("pods' mean TTL: %.1f s with minttl in the node caches (TTL ≤ 1: %.1f %%), %.1f s without", node.MeanTTL, 100*node.TTL1, none.MeanTTL)
+	}
+	if node.Queries >= none.Queries {
+		t.Errorf("pods' queries: %d with minttl in the node caches, %d without: want fewer", node.Queries, none.Queries)
+	}
+	if kubeDNS.Upstream.MeanTTL <= nodeMaxTTL || kubeDNS.MeanTTL > nodeMaxTTL {
+		t.Errorf("minttl in kube-dns: node caches got %.1f s on average, pods %.1f s: want above and at most the node cap (%d s)",
+			kubeDNS.Upstream.MeanTTL, kubeDNS.MeanTTL, nodeMaxTTL)
 	}
 }
