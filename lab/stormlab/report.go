@@ -167,8 +167,8 @@ func table(cfg config, results []result) string {
 // the node caches asking kube-dns through the Service.
 func nodeTable(cfg config, results []result) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d nodes × pods × %d names, %s per scenario (%s), start %s, %s proxies; %s, %d cores.\n\n",
-		cfg.nodes, len(names), cfg.duration, runKind(cfg), startKind(cfg), proxyKind(cfg), lab.CPUModel(), runtime.NumCPU())
+	fmt.Fprintf(&b, "%s, %s per scenario (%s), start %s, %s proxies; %s, %d cores.\n\n",
+		population(cfg), cfg.duration, runKind(cfg), startKind(cfg), proxyKind(cfg), lab.CPUModel(), runtime.NumCPU())
 	b.WriteString("| scenario | tier | queries | per 5 min | peak q/s (1 s) | peak/mean, 2nd half | calm after | TTL ≤ 1 | mean TTL | use past zone TTL, max (mean) | CPU s of the tier's servers |\n")
 	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, r := range results {
@@ -276,7 +276,7 @@ func write(cfg config, results []result) error {
 	if err := os.MkdirAll(cfg.out, 0o755); err != nil {
 		return err
 	}
-	md := "Made by `stormlab " + strings.Join(os.Args[1:], " ") + "`.\n\n" + table(cfg, results)
+	md := "Made by `" + strings.TrimSpace("stormlab "+strings.Join(os.Args[1:], " ")) + "`.\n\n" + table(cfg, results)
 	if err := os.WriteFile(filepath.Join(cfg.out, "table.md"), []byte(md), 0o644); err != nil {
 		return err
 	}

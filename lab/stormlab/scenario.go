@@ -48,6 +48,8 @@ var scenarios = []scenario{
 	// NodeLocal DNSCache: a node cache on every node in front of kube-dns.
 	{name: "nl_none", corefile: "cache.Corefile", node: "node.Corefile", describe: "no minttl"},
 	{name: "nl_kubedns", corefile: "minttl.Corefile", node: "node.Corefile", describe: "minttl in kube-dns (30 s + 20 %)"},
+	{name: "nl_kubedns_cap", corefile: "minttl.Corefile", node: "node_cap.Corefile", nodeVars: []string{"NODE_CAP", "36"},
+		describe: "minttl in kube-dns (30 s + 20 %), node cap raised to 36 s"},
 	{name: "nl_kubedns_fit", corefile: "minttl_tuned.Corefile", vars: []string{"FLOOR", "25s", "JITTER", "5s"}, node: "node.Corefile",
 		describe: "minttl in kube-dns (25 s + 5 s)"},
 	{name: "nl_node", corefile: "cache.Corefile", node: "node_minttl.Corefile", describe: "minttl in the node caches (30 s + 20 %)"},
@@ -184,8 +186,10 @@ func (c *cluster) startNodes(ctx context.Context, cfg config, u unit) error {
 	}
 	c.service = svc
 	for n := range cfg.nodes {
+		// The scenario's own placeholders go first: a replacer takes the first
+		// that matches, and NODE would match NODE_FLOOR.
 		addr, p, err := c.coreDNS(ctx, cfg.coredns, cfg.testdata, fmt.Sprintf("node-%d", n), u.node,
-			append([]string{"SERVICE", svc.addr(), "NODE", nodeAddr(u.index, n).String()}, u.nodeVars...)...)
+			append(u.nodeVars[:len(u.nodeVars):len(u.nodeVars)], "SERVICE", svc.addr(), "NODE", nodeAddr(u.index, n).String())...)
 		if err != nil {
 			return err
 		}

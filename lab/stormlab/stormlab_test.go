@@ -74,19 +74,20 @@ func TestShortLab(t *testing.T) {
 // TestShortCluster runs a small NodeLocal DNSCache cluster (2 nodes × 10 pods,
 // 2 kube-dns replicas behind the Service) and checks the direction of each
 // tier: minttl in the node caches spreads the pods, minttl in kube-dns raises
-// what the node caches get, but the node caches' 30 s cap keeps pods below it.
+// what the node caches get, but the node caches' 30 s cap keeps pods below it;
+// minttl in both tiers, each with its own floor, starts and spreads the pods.
 func TestShortCluster(t *testing.T) {
 	cfg := shortConfig(t)
 	cfg.nodes, cfg.clients = 2, []int{10}
-	cfg.scenarios = []string{"nl_none", "nl_kubedns", "nl_node"}
+	cfg.scenarios = []string{"nl_none", "nl_kubedns", "nl_node", "nl_kubedns_cap", "nl_both_fit"}
 	results, err := run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(results) != 3 {
-		t.Fatalf("got %d results, want 3", len(results))
+	if len(results) != len(cfg.scenarios) {
+		t.Fatalf("got %d results, want %d", len(results), len(cfg.scenarios))
 	}
-	none, kubeDNS, node := results[0], results[1], results[2]
+	none, kubeDNS, node, both := results[0], results[1], results[2], results[4]
 	for _, r := range results {
 		up := r.Upstream
 		t.Logf("%s: pods %d queries (%d failed), mean TTL %.1f; node caches %d queries (%d failed), mean TTL %.1f",
@@ -101,11 +102,16 @@ func TestShortCluster(t *testing.T) {
 	if node.TTL1 > 0 || node.MeanTTL < 30 || none.MeanTTL > zoneTTL {
 		t.Errorf("pods' mean TTL: %.1f s with minttl in the node caches (TTL ≤ 1: %.1f %%), %.1f s without", node.MeanTTL, 100*node.TTL1, none.MeanTTL)
 	}
+	if both.TTL1 > 0 || both.MeanTTL < 31 {
+		t.Errorf("minttl in both tiers: pods' mean TTL %.1f s (TTL ≤ 1: %.1f %%), want at least the node floor, 31 s", both.MeanTTL, 100*both.TTL1)
+	}
 	if node.Queries >= none.Queries {
 		t.Errorf("pods' queries: %d with minttl in the node caches, %d without: want fewer", node.Queries, none.Queries)
 	}
-	if kubeDNS.Upstream.MeanTTL <= nodeMaxTTL || kubeDNS.MeanTTL > nodeMaxTTL {
-		t.Errorf("minttl in kube-dns: node caches got %.1f s on average, pods %.1f s: want above and at most the node cap (%d s)",
+	// Two node caches ask kube-dns in the same second: their jitter may be 0
+	// for all four (node, name) pairs, so the floor, not above it.
+	if kubeDNS.Upstream.TTL1 > 0 || kubeDNS.Upstream.MeanTTL < 30 || kubeDNS.MeanTTL > nodeMaxTTL {
+		t.Errorf("minttl in kube-dns: node caches got %.1f s on average, pods %.1f s: want at least minttl's floor (30 s) and at most the node cap (%d s)",
 			kubeDNS.Upstream.MeanTTL, kubeDNS.MeanTTL, nodeMaxTTL)
 	}
 }
