@@ -150,8 +150,7 @@ func table(cfg config, results []result) string {
 		return nodeTable(cfg, results)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "Proxies × %d names, %s per scenario (%s), start %s, %s proxies; %s, %d cores.\n\n",
-		len(names), cfg.duration, runKind(cfg), startKind(cfg), proxyKind(cfg), lab.CPUModel(), runtime.NumCPU())
+	b.WriteString(runLine(cfg))
 	b.WriteString("| scenario | proxies | kube-dns | queries | per 5 min | min. for TTLs given | peak q/s (1 s) | peak/mean (1 s) | peak/mean, 2nd half | calm after | TTL 0 | TTL ≤ 1 | mean TTL | use past zone TTL, max (mean) | CoreDNS CPU s | replicas differ |\n")
 	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, r := range results {
@@ -163,12 +162,17 @@ func table(cfg config, results []result) string {
 	return b.String()
 }
 
+// runLine says what ran, how and where, above a table.
+func runLine(cfg config) string {
+	return fmt.Sprintf("%s, %s per scenario (%s), start %s, %s proxies; %s, %d cores.\n\n",
+		population(cfg), cfg.duration, runKind(cfg), startKind(cfg), proxyKind(cfg), lab.CPUModel(), runtime.NumCPU())
+}
+
 // nodeTable has two rows per scenario: the pods asking their node caches, and
 // the node caches asking kube-dns through the Service.
 func nodeTable(cfg config, results []result) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s, %s per scenario (%s), start %s, %s proxies; %s, %d cores.\n\n",
-		population(cfg), cfg.duration, runKind(cfg), startKind(cfg), proxyKind(cfg), lab.CPUModel(), runtime.NumCPU())
+	b.WriteString(runLine(cfg))
 	b.WriteString("| scenario | tier | queries | per 5 min | peak q/s (1 s) | peak/mean, 2nd half | calm after | TTL ≤ 1 | mean TTL | use past zone TTL, max (mean) | CPU s of the tier's servers |\n")
 	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, r := range results {
