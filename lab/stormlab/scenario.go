@@ -186,10 +186,8 @@ func (c *cluster) startNodes(ctx context.Context, cfg config, u unit) error {
 	}
 	c.service = svc
 	for n := range cfg.nodes {
-		// The scenario's own placeholders go first: a replacer takes the first
-		// that matches, and NODE would match NODE_FLOOR.
 		addr, p, err := c.coreDNS(ctx, cfg.coredns, cfg.testdata, fmt.Sprintf("node-%d", n), u.node,
-			append(u.nodeVars[:len(u.nodeVars):len(u.nodeVars)], "SERVICE", svc.addr(), "NODE", nodeAddr(u.index, n).String())...)
+			append([]string{"SERVICE", svc.addr(), "NODE", nodeAddr(u.index, n).String()}, u.nodeVars...)...)
 		if err != nil {
 			return err
 		}
@@ -311,5 +309,5 @@ func fill(template, path string, pairs ...string) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, []byte(strings.NewReplacer(pairs...).Replace(string(text))), 0o600)
+	return os.WriteFile(path, []byte(lab.Placeholders(pairs...).Replace(string(text))), 0o600)
 }

@@ -114,8 +114,25 @@ func WriteCorefile(template, zonefile, dir string, pairs ...string) (string, err
 		return "", err
 	}
 	path := filepath.Join(dir, "Corefile")
-	filled := strings.NewReplacer(slices.Concat(pairs, []string{"ZONE", zone})...).Replace(string(text))
+	filled := Placeholders(slices.Concat(pairs, []string{"ZONE", zone})...).Replace(string(text))
 	return path, os.WriteFile(path, []byte(filled), 0o600)
+}
+
+// Placeholders replaces each placeholder of pairs (placeholder, value, ...)
+// with its value. Where one placeholder begins another (NODE, NODE_FLOOR), the
+// longer one wins, wherever the pairs list it: a strings.Replacer takes the
+// first of its arguments that matches.
+func Placeholders(pairs ...string) *strings.Replacer {
+	ordered := make([][2]string, 0, len(pairs)/2)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		ordered = append(ordered, [2]string{pairs[i], pairs[i+1]})
+	}
+	slices.SortStableFunc(ordered, func(a, b [2]string) int { return len(b[0]) - len(a[0]) })
+	flat := make([]string, 0, len(pairs))
+	for _, p := range ordered {
+		flat = append(flat, p[0], p[1])
+	}
+	return strings.NewReplacer(flat...)
 }
 
 // Process is a server started by Start.
