@@ -34,7 +34,11 @@ TEST_ENV := MINTTL_COREDNS=$(CURDIR)/coredns MINTTL_IMAGE=$(IMAGE) MINTTL_IMAGE_
 # compiled once serves all of them.
 LAB := cd lab && CGO_ENABLED=0
 
-.PHONY: run test compat storm storm-replicas storm-nodelocal storm-scale storm-jitter storm-rules bench fuzz soak mutation clean lab-tools image image-archive image-name deploy-test
+# The tables make targets write under results/ are embedded into README.md and
+# docs/ by lab/docs (make docs); make test checks every link, anchor and block.
+DOCS := $(LAB) $(GO) run ./docs -root ..
+
+.PHONY: docs run test compat storm storm-replicas storm-nodelocal storm-scale storm-jitter storm-rules bench fuzz soak mutation clean lab-tools image image-archive image-name deploy-test
 
 coredns: $(SOURCES)
 	@test -n "$(ABOVE)" || { echo "plugin.cfg.example has no line after minttl's"; exit 1; }
@@ -60,6 +64,7 @@ test: coredns
 compat:
 	$(NEED) dig bind9-dnsutils
 	lab/compat/run $(COMPAT_VERSIONS)
+	$(DOCS) -embed
 
 image:
 	lab/build-coredns $(COREDNS_VERSION) $(IMAGE_BUILD)
@@ -102,22 +107,27 @@ lab-tools:
 #   make storm STORM_FLAGS="-stagger 30s -out results/storm-staggered"
 storm: coredns lab-tools
 	.bin/stormlab $(STORM_FLAGS)
+	$(DOCS) -embed
 
 # kube-dns as 1 and as 3 replicas behind a Service, side by side (6 minutes).
 storm-replicas: coredns lab-tools
 	.bin/stormlab -replicas 1,3 -scenarios cache,serve_stale,rewrite,minttl,minttl_serve_stale -out results/storm-replicas $(STORM_FLAGS)
+	$(DOCS) -embed
 
 # NodeLocal DNSCache: 20 nodes × 10 pods, 3 kube-dns replicas (6 minutes).
 storm-nodelocal: coredns lab-tools
 	.bin/stormlab -nodes 20 -clients 10 -replicas 3 -out results/storm-nodelocal $(STORM_FLAGS)
+	$(DOCS) -embed
 
 # 2,000 proxies, one scenario after another, a TTL-0 storm among them (21 minutes).
 storm-scale: coredns lab-tools
 	.bin/stormlab -clients 2000 -replicas 3 -sequential -scenarios cache,minttl,serve_stale_slow,minttl_serve_stale_slow -out results/storm-scale $(STORM_FLAGS)
+	$(DOCS) -embed
 
 # Calm time and staleness over jitter settings, 1,000 proxies each (6 minutes).
 storm-jitter: coredns lab-tools
 	.bin/stormlab -clients 1000 -replicas 3 -scenarios minttl_j0,minttl_j10,minttl_j20,minttl_j30,minttl_j50 -out results/storm-jitter $(STORM_FLAGS)
+	$(DOCS) -embed
 
 # minttl's jitter rule beside the one of BASELINE (a commit), 200 and 2,000
 # proxies (6 minutes).
@@ -127,6 +137,7 @@ storm-rules: coredns lab-tools
 	git archive $(BASELINE) | tar -x -C .bin/baseline
 	cd .bin/baseline/lab && CGO_ENABLED=0 $(GO) build -ldflags "-X main.placeAbove=$(ABOVE)" -o ../../coredns-baseline ./coredns
 	.bin/stormlab -baseline .bin/coredns-baseline -clients 200,2000 -replicas 3 -scenarios minttl,minttl_baseline -out results/storm-rules $(STORM_FLAGS)
+	$(DOCS) -embed
 
 # Go benchmarks (minttl beside rewrite), then the server benchmark with dnsperf.
 bench: coredns lab-tools
@@ -135,6 +146,7 @@ bench: coredns lab-tools
 	$(LAB) $(GO) test -run '^$$' -bench . -benchmem -count 6 github.com/minttl/minttl | tee ../results/gobench.txt
 	$(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da -filter '.name:Handler' -col /plugin results/gobench.txt | tee results/gobench-minttl-vs-rewrite.txt
 	.bin/dnsbench $(BENCH_FLAGS)
+	$(DOCS) -embed
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzWriter -fuzztime $(FUZZTIME) .
@@ -150,6 +162,9 @@ mutation:
 soak: coredns lab-tools
 	$(NEED) dnsperf dnsperf
 	.bin/soak $(SOAK_FLAGS)
+
+docs:
+	$(DOCS) -embed
 
 clean:
 	rm -rf coredns .bin
