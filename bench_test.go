@@ -79,6 +79,25 @@ func BenchmarkWriter(b *testing.B) {
 	}
 }
 
+// BenchmarkMixedRRset raises one RRset of n A records with alternating TTLs
+// (a zone that is not cached, minttl not right above cache): the time per
+// record must stay flat as n grows (it grew with n, 1.75 ms for 500 records
+// to 109 ms for 4,000, when each record scanned the whole section).
+func BenchmarkMixedRRset(b *testing.B) {
+	for _, n := range []int{500, 1000, 2000, 4000} {
+		msg := mixedARRset(n)
+		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
+			w := &ResponseWriter{ResponseWriter: newSink("10.244.0.7"), MinTTL: newMinTTL(nil), zone: "linkerd.svc.cluster.local.", qname: srvName}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				w.WriteMsg(msg)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+		})
+	}
+}
+
 // handlerFor builds a plugin from a Corefile line the way CoreDNS does, in front of next.
 func handlerFor(b testing.TB, directive, input string, next plugin.Handler) plugin.Handler {
 	b.Helper()

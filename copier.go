@@ -54,11 +54,12 @@ func (c *copier) section(rrs []dns.RR) []dns.RR {
 	return out
 }
 
-// withTTL returns a copy of rr carrying ttl; at most left more records of the
-// section may follow. Only the header changes, so A, AAAA and SRV records are
-// copied shallowly: their rdata (IP slices, strings) is shared with rr and
-// never written. Other types get a deep copy of their own.
-func (c *copier) withTTL(rr dns.RR, ttl uint32, left int) dns.RR {
+// withTTL returns a copy of rr carrying ttl (and, an SOA, minimum); at most
+// left more records of the section may follow. Only the header changes, so
+// A, AAAA and SRV records are copied shallowly: their rdata (IP slices,
+// strings) is shared with rr and never written. Other types get a deep copy
+// of their own.
+func (c *copier) withTTL(rr dns.RR, ttl, minimum uint32, left int) dns.RR {
 	var cp dns.RR
 	switch r := rr.(type) {
 	case *dns.A:
@@ -71,6 +72,9 @@ func (c *copier) withTTL(rr dns.RR, ttl uint32, left int) dns.RR {
 		cp = dns.Copy(rr)
 	}
 	cp.Header().Ttl = ttl
+	if soa, ok := cp.(*dns.SOA); ok {
+		soa.Minttl = minimum
+	}
 	return cp
 }
 

@@ -3,6 +3,7 @@ package minttl
 import (
 	"context"
 	"math"
+	"math/rand"
 	"net"
 	"strings"
 	"testing"
@@ -76,24 +77,44 @@ func checkContract(t *testing.T, m *MinTTL, in, out *dns.Msg) {
 		rrsets := map[string][]int{}
 		for i := range a {
 			if !sameButTTL(a[i], b[i]) {
-				t.Fatalf("section %d: more than the TTL changed:\n%s\nto\n%s", s, a[i], b[i])
+				t.Fatalf("section %d: more than the TTL (and an SOA's MINIMUM) changed:\n%s\nto\n%s", s, a[i], b[i])
 			}
-			k := rrsetKey(a[i])
+			k := rrsetName(a[i])
 			rrsets[k] = append(rrsets[k], i)
 		}
 		for k, members := range rrsets {
 			floor, jitter := inScope(m, in, s == 1, a[members[0]])
+			// The SOA of negative data is cached for min(TTL, MINIMUM) (RFC
+			// 2308 §5), and its MINIMUM is raised with its TTL unless an
+			// RRSIG covers the SOA.
+			withMinimum := s == 1 && floor > 0 && floor == m.Negative && !coveredSOA(in.Ns)
 			lowest, highest := uint32(math.MaxUint32), uint32(0)
 			for _, i := range members {
-				lowest, highest = min(lowest, a[i].Header().Ttl), max(highest, a[i].Header().Ttl)
+				lowest, highest = min(lowest, cachedFor(a[i], withMinimum)), max(highest, a[i].Header().Ttl)
 			}
 			if lowest >= floor || highest > maxTTL {
 				for _, i := range members {
-					if a[i].Header().Ttl != b[i].Header().Ttl {
+					if a[i].Header().Ttl != b[i].Header().Ttl || minimumOf(a[i]) != minimumOf(b[i]) {
 						t.Fatalf("section %d: %s out of scope or not below its floor %d, changed:\n%s\nto\n%s", s, k, floor, a[i], b[i])
 					}
 				}
 				continue
+			}
+			for _, i := range members {
+				was, now := minimumOf(a[i]), minimumOf(b[i])
+				switch {
+				case !withMinimum || was >= floor:
+					if now != was {
+						t.Fatalf("section %d: %s MINIMUM changed from %d to %d:\n%s", s, k, was, now, b[i])
+					}
+				case now < floor || now > floor+jitter:
+					t.Fatalf("section %d: %s MINIMUM %d raised to %d, want %d..%d", s, k, was, now, floor, floor+jitter)
+				default:
+					if target, ok := targets[floor]; ok && target != now {
+						t.Fatalf("MINIMUM raised to %d, TTLs to %d: want one floor + j for the response", now, target)
+					}
+					targets[floor] = now
+				}
 			}
 			ttl := b[members[0]].Header().Ttl
 			for _, i := range members {
@@ -139,8 +160,33 @@ func inScope(m *MinTTL, in *dns.Msg, authority bool, rr dns.RR) (floor, jitter u
 	return 0, 0
 }
 
-// rrsetKey names the RRset rr belongs to: an RRSIG goes with the type it covers.
-func rrsetKey(rr dns.RR) string {
+// cachedFor is how long a client caches rr: an SOA of negative data whose
+// MINIMUM minttl raises, for the smaller of TTL and MINIMUM.
+func cachedFor(rr dns.RR, withMinimum bool) uint32 {
+	if soa, ok := rr.(*dns.SOA); ok && withMinimum {
+		return min(soa.Hdr.Ttl, soa.Minttl)
+	}
+	return rr.Header().Ttl
+}
+
+func minimumOf(rr dns.RR) uint32 {
+	if soa, ok := rr.(*dns.SOA); ok {
+		return soa.Minttl
+	}
+	return 0
+}
+
+func coveredSOA(rrs []dns.RR) bool {
+	for _, rr := range rrs {
+		if sig, ok := rr.(*dns.RRSIG); ok && sig.TypeCovered == dns.TypeSOA {
+			return true
+		}
+	}
+	return false
+}
+
+// rrsetName names the RRset rr belongs to: an RRSIG goes with the type it covers.
+func rrsetName(rr dns.RR) string {
 	h := rr.Header()
 	t := h.Rrtype
 	if sig, ok := rr.(*dns.RRSIG); ok {
@@ -149,9 +195,16 @@ func rrsetKey(rr dns.RR) string {
 	return strings.ToLower(h.Name) + "/" + dns.Class(h.Class).String() + "/" + dns.Type(t).String()
 }
 
+// sameButTTL reports whether a and b differ in nothing but their TTLs and,
+// for an SOA, MINIMUM.
 func sameButTTL(a, b dns.RR) bool {
 	a, b = dns.Copy(a), dns.Copy(b)
 	a.Header().Ttl, b.Header().Ttl = 0, 0
+	if sa, ok := a.(*dns.SOA); ok {
+		if sb, ok := b.(*dns.SOA); ok {
+			sa.Minttl, sb.Minttl = 0, 0
+		}
+	}
 	return a.String() == b.String()
 }
 
@@ -207,9 +260,18 @@ func seedResponses() []*dns.Msg {
 	mixedCase := srvResponse(1)
 	mixedCase.Answer[0].Header().Name = strings.ToUpper(srvName)
 	mixedCase.Answer[1].Header().Ttl = 40
+	// The kubernetes plugin's NXDOMAIN: an unsigned SOA whose MINIMUM is its ttl.
+	kubernetes := soaResponse(dns.RcodeNameError, 2, 5)
+	// A zone file's: a TTL of an hour, a MINIMUM of 5 s.
+	zoneFile := soaResponse(dns.RcodeSuccess, 3600, 5)
+	// More records than are compared pair by pair, in mixed RRsets.
+	mixedLarge := new(dns.Msg)
+	mixedLarge.SetQuestion(srvName, dns.TypeA)
+	mixedLarge.Response = true
+	mixedLarge.Answer = mixedSection(rand.New(rand.NewSource(1)), 24)
 	return []*dns.Msg{srvResponse(3), srvResponse(0), cname, negativeResponse(dns.RcodeNameError, 2),
 		negativeResponse(dns.RcodeSuccess, 0), signed, edns, aResponse(0), tsig, truncated,
-		withRcode(srvResponse(1), dns.RcodeServerFailure), nodata, wildcard, mixedCase}
+		withRcode(srvResponse(1), dns.RcodeServerFailure), nodata, wildcard, mixedCase, kubernetes, zoneFile, mixedLarge}
 }
 
 // TestConcurrentClients sends many goroutines through one minttl, under

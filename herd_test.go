@@ -22,6 +22,7 @@ type herd struct {
 	epoch         time.Time       // the wall clock when the herd starts
 	skew          []time.Duration // each replica's clock offset; nil: one true clock
 	rule          func(key uint64, now int64, base, jitter uint32) uint32
+	layout        func(c int) net.IP // client c's address; nil: 10.244.(c/250).(c%250+1)
 }
 
 // herdRun is what a herd did.
@@ -53,6 +54,9 @@ func (h herd) run() herdRun {
 	}
 	for c := 0; c < h.clients; c++ {
 		addr := &net.UDPAddr{IP: net.IPv4(10, 244, byte(c/250), byte(c%250+1))}
+		if h.layout != nil {
+			addr.IP = h.layout(c)
+		}
 		for _, name := range herdNames {
 			key := clientKey(addr, name)
 			for at := time.Duration(0); at < end; {
@@ -222,7 +226,7 @@ func TestJitterRules(t *testing.T) {
 	var b strings.Builder
 	for i, r := range rules {
 		for _, clients := range sizes {
-			s := summarizeHerds(herd{clients: clients, floor: 30, jitter: 6, seconds: 600, rule: r.rule}, 8)
+			s := summarizeHerds(herd{clients: clients, floor: defaultFloor, jitter: defaultFloor * defaultJitter / 100, seconds: 600, rule: r.rule}, 8)
 			results[i] = append(results[i], s)
 			fmt.Fprintf(&b, "\n%-55s %5d clients: %s", r.name, clients, s)
 		}
@@ -266,7 +270,7 @@ func TestJitterSettings(t *testing.T) {
 // clocks, then with clocks 250 and 500 ms ahead of the first: replicas with
 // synced clocks always agree, and skew costs neither the spread nor the calm.
 func TestReplicaClockSkew(t *testing.T) {
-	base := herd{clients: 2000, floor: 30, jitter: 6, seconds: 600, rule: jitterFor}
+	base := herd{clients: 2000, floor: defaultFloor, jitter: defaultFloor * defaultJitter / 100, seconds: 600, rule: jitterFor}
 	synced, skewed := base, base
 	synced.skew = []time.Duration{0, 0, 0}
 	skewed.skew = []time.Duration{0, 250 * time.Millisecond, 500 * time.Millisecond}
@@ -284,6 +288,65 @@ func TestReplicaClockSkew(t *testing.T) {
 		}
 		if k.peakToMean(300, 600) > 1.5 || k.calm() > s.calm()+33 {
 			t.Errorf("start %s: skewed clocks: calm after %d s (synced %d s), steady %.2f×", start.Format(".000"), k.calm(), s.calm(), k.peakToMean(300, 600))
+		}
+	}
+}
+
+// Pod addresses as clusters hand them out: nodes × pods, pod p of node n.
+type podLayout struct {
+	name        string
+	nodes, pods int
+	addr        func(n, p int) net.IP
+}
+
+var podLayouts = []podLayout{
+	// A /24 per node (kubeadm's default node-cidr-mask-size).
+	{"IPv4, a /24 per node", 20, 20, func(n, p int) net.IP { return net.IPv4(10, 244, byte(n), byte(p+2)) }},
+	// A /64 per node (node-cidr-mask-size-ipv6 64): fd00:10:244:N::P.
+	{"IPv6, a /64 per node", 20, 20, func(n, p int) net.IP { return ipv6(0xfd00, 0x10, 0x244, n, 0, 0, 0, p+2) }},
+	// EKS prefix delegation: a /80 per node out of the subnet's /64, pods in its last bits.
+	{"IPv6, a /80 per node", 20, 20, func(n, p int) net.IP { return ipv6(0x2600, 0x1f14, 0x0abc, 0x1200, 0x8c00+n, 0, 0, p+2) }},
+	// Dual stack: every other pod resolves over IPv6.
+	{"dual stack", 20, 20, func(n, p int) net.IP {
+		if p%2 == 1 {
+			return ipv6(0xfd00, 0x10, 0x244, n, 0, 0, 0, p+2)
+		}
+		return net.IPv4(10, 244, byte(n), byte(p+2))
+	}},
+}
+
+func ipv6(groups ...int) net.IP {
+	ip := make(net.IP, net.IPv6len)
+	for i, g := range groups {
+		ip[2*i], ip[2*i+1] = byte(g>>8), byte(g)
+	}
+	return ip
+}
+
+func (l podLayout) client(c int) net.IP { return l.addr(c/l.pods, c%l.pods) }
+
+// TestPodLayoutsSpread replays a lockstep herd of 20 nodes × 20 pods in each
+// layout: every layout must spread as a /24 per node does over IPv4 (the
+// steady state within 1.5× the mean, calm as soon), and every pod must get a
+// key of its own. Folding an IPv6 address as hi ^ lo gave fd00:10:244:N::P the
+// key of N ^ P: 2.5× the mean in the steady state.
+func TestPodLayoutsSpread(t *testing.T) {
+	var ipv4 herdSummary
+	for i, l := range podLayouts {
+		s := summarizeHerds(herd{clients: l.nodes * l.pods, floor: defaultFloor, jitter: defaultFloor * defaultJitter / 100, seconds: 600, rule: jitterFor, layout: l.client}, 8)
+		keys := map[uint64]bool{}
+		for c := 0; c < l.nodes*l.pods; c++ {
+			keys[addressKey(l.client(c))] = true
+		}
+		t.Logf("%-22s %d distinct keys: %s", l.name, len(keys), s)
+		if len(keys) != l.nodes*l.pods {
+			t.Errorf("%s: %d pods share %d keys", l.name, l.nodes*l.pods, len(keys))
+		}
+		if i == 0 {
+			ipv4 = s
+		}
+		if s.steady > 1.6 || s.settling > 1.7 || s.calm > ipv4.calm+33 {
+			t.Errorf("%s: %s; IPv4: %s", l.name, s, ipv4)
 		}
 	}
 }

@@ -84,7 +84,12 @@ func clientIP(addr net.Addr) net.IP {
 }
 
 // addressKey keeps neighbouring addresses neighbouring keys, so that Fibonacci
-// hashing spreads them evenly.
+// hashing spreads them evenly. An IPv4 address is its own key. An IPv6
+// address keeps its last 32 bits, where pods of one node's prefix are handed
+// out in order (a /64 per node with kubeadm, a /80 with EKS's prefix
+// delegation), and its first 96 bits, the prefix, are hashed on top: every
+// prefix shifts its pods round the ring by an offset of its own, so that pods
+// of different nodes never share a key by the accident of an arithmetic fold.
 func addressKey(ip net.IP) uint64 {
 	if v4 := ip.To4(); v4 != nil {
 		return uint64(v4[0])<<24 | uint64(v4[1])<<16 | uint64(v4[2])<<8 | uint64(v4[3])
@@ -92,12 +97,25 @@ func addressKey(ip net.IP) uint64 {
 	if len(ip) != net.IPv6len {
 		return 0
 	}
-	var hi, lo uint64
+	var prefix, lo uint64
 	for i := 0; i < 8; i++ {
-		hi = hi<<8 | uint64(ip[i])
-		lo = lo<<8 | uint64(ip[8+i])
+		prefix = prefix<<8 | uint64(ip[i])
 	}
-	return hi ^ lo
+	for i := 8; i < 12; i++ {
+		lo = lo<<8 | uint64(ip[i])
+	}
+	host := uint64(ip[12])<<24 | uint64(ip[13])<<16 | uint64(ip[14])<<8 | uint64(ip[15])
+	return mix(prefix^mix(lo)) + host
+}
+
+// mix is the finalizer of SplitMix64: a bijection on 64 bits in which every
+// input bit moves about half of the output bits.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xBF58476D1CE4E5B9
+	x ^= x >> 27
+	x *= 0x94D049BB133111EB
+	return x ^ x>>31
 }
 
 // nameKey is FNV-1a over the lower-cased name, so 0x20-randomized queries

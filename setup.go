@@ -19,9 +19,15 @@ func init() { plugin.Register("minttl", setup) }
 
 const (
 	defaultFloor = 30
+	// defaultJitter, in percent of the floor, calms a lockstep start within
+	// 100 s (docs/jitter.md).
+	defaultJitter = 30
 	minFloor     = 1
 	maxFloor     = 86400         // 24h
 	maxTTL       = math.MaxInt32 // RFC 2181 §8
+	// minJitter is the smallest jitter that spreads clients: with 1 s, j is 0
+	// or 1 and a client can only move later, never back into a gap.
+	minJitter = 2
 )
 
 func setup(c *caddy.Controller) error {
@@ -38,7 +44,7 @@ func setup(c *caddy.Controller) error {
 
 func parse(c *caddy.Controller) (*MinTTL, error) {
 	m := &MinTTL{Floor: defaultFloor, now: time.Now}
-	jit, negative := jitter{share: true, percent: 20}, false
+	jit, negative := jitter{share: true, percent: defaultJitter}, false
 	var err error
 	for i := 0; c.Next(); i++ {
 		if i > 0 {
@@ -200,6 +206,9 @@ func jitterArg(c *caddy.Controller) (jitter, error) {
 	if s > maxTTL {
 		return j, c.Errf("jitter %q above the largest TTL (%d s)", arg, maxTTL)
 	}
+	if s > 0 && s < minJitter {
+		return j, c.Errf("jitter %q cannot spread clients (they could only move later): give 0 or at least %ds", arg, minJitter)
+	}
 	j.seconds = uint32(s)
 	return j, nil
 }
@@ -207,13 +216,21 @@ func jitterArg(c *caddy.Controller) (jitter, error) {
 // on returns the jitter in whole seconds on floor (named name), given for
 // the positive floor. A share is a share of the floor it rides on; seconds
 // are for the positive floor, and another floor (negative) gets the same
-// share of itself.
+// share of itself. A jitter that is not 0 but comes to less than minJitter
+// on its floor (the default 20 % of a floor of 4 s) is raised to minJitter:
+// rounded down to nothing, it would leave every client the same TTL.
 func (j jitter) on(c *caddy.Controller, name string, floor, positive uint32) (uint32, error) {
+	if floor == 0 {
+		return 0, nil // negative not given
+	}
 	var s uint64
 	if j.share {
 		s = uint64(float64(floor) * j.percent / 100)
 	} else {
 		s = uint64(j.seconds) * uint64(floor) / uint64(positive)
+	}
+	if s < minJitter && (j.percent > 0 || j.seconds > 0) {
+		s = minJitter
 	}
 	// Floors stop at 24h, so only a jitter given in seconds can overflow: name its line.
 	if top := uint64(floor) + s; top > maxTTL {

@@ -20,13 +20,13 @@ func TestSetup(t *testing.T) {
 		negative uint32
 		negJit   uint32 // the negative floor's jitter, when not 0
 	}{
-		{`minttl`, []string{"cluster.local."}, 30, 6, nil, 0, 0},
+		{`minttl`, []string{"cluster.local."}, 30, 9, nil, 0, 0},
 		{`minttl {
-		}`, []string{"cluster.local."}, 30, 6, nil, 0, 0},
-		{`minttl linkerd.svc.cluster.local example.org.`, []string{"linkerd.svc.cluster.local.", "example.org."}, 30, 6, nil, 0, 0},
+		}`, []string{"cluster.local."}, 30, 9, nil, 0, 0},
+		{`minttl linkerd.svc.cluster.local example.org.`, []string{"linkerd.svc.cluster.local.", "example.org."}, 30, 9, nil, 0, 0},
 		{`minttl {
 			floor 2m
-		}`, []string{"cluster.local."}, 120, 24, nil, 0, 0},
+		}`, []string{"cluster.local."}, 120, 36, nil, 0, 0},
 		{`minttl {
 			floor 45
 			jitter 10%
@@ -43,30 +43,59 @@ func TestSetup(t *testing.T) {
 		{`minttl {
 			jitter 100%
 			floor 1s
-		}`, []string{"cluster.local."}, 1, 1, nil, 0, 0},
+		}`, []string{"cluster.local."}, 1, 2, nil, 0, 0},
+		// A jitter that is not 0 but rounds to less than 2 s on its floor
+		// is 2 s: less could not spread clients.
+		{`minttl {
+			floor 4s
+		}`, []string{"cluster.local."}, 4, 2, nil, 0, 0},
+		{`minttl {
+			floor 9s
+			jitter 10%
+		}`, []string{"cluster.local."}, 9, 2, nil, 0, 0},
+		{`minttl {
+			floor 6s
+		}`, []string{"cluster.local."}, 6, 2, nil, 0, 0},
+		{`minttl {
+			floor 10s
+		}`, []string{"cluster.local."}, 10, 3, nil, 0, 0},
+		{`minttl {
+			jitter 2s
+		}`, []string{"cluster.local."}, 30, 2, nil, 0, 0},
+		{`minttl {
+			jitter 0.5%
+		}`, []string{"cluster.local."}, 30, 2, nil, 0, 0},
+		{`minttl {
+			jitter 6s
+			negative 4s
+		}`, []string{"cluster.local."}, 30, 6, nil, 4, 2},
+		{`minttl {
+			jitter 0
+			negative 4s
+		}`, []string{"cluster.local."}, 30, 0, nil, 4, 0},
 		{`minttl {
 			floor 24h
-		}`, []string{"cluster.local."}, 86400, 17280, nil, 0, 0},
+		}`, []string{"cluster.local."}, 86400, 25920, nil, 0, 0},
 		{`minttl {
 			types srv A
-		}`, []string{"cluster.local."}, 30, 6, []uint16{dns.TypeSRV, dns.TypeA}, 0, 0},
+		}`, []string{"cluster.local."}, 30, 9, []uint16{dns.TypeSRV, dns.TypeA}, 0, 0},
 		{`minttl {
 			negative
-		}`, []string{"cluster.local."}, 30, 6, nil, 30, 6},
+		}`, []string{"cluster.local."}, 30, 9, nil, 30, 9},
 		{`minttl {
 			negative 10s
-		}`, []string{"cluster.local."}, 30, 6, nil, 10, 2},
+		}`, []string{"cluster.local."}, 30, 9, nil, 10, 3},
 		// A share rides on each floor; seconds are for the floor, and the
 		// negative floor gets the same share of itself.
 		{`minttl {
 			floor 1h
 			negative 10s
-		}`, []string{"cluster.local."}, 3600, 720, nil, 10, 2},
+		}`, []string{"cluster.local."}, 3600, 1080, nil, 10, 3},
 		{`minttl {
 			floor 1h
 			jitter 10m
 			negative 10s
-		}`, []string{"cluster.local."}, 3600, 600, nil, 10, 1},
+		}`, []string{"cluster.local."}, 3600, 600, nil, 10, 2},
 		{`minttl {
 			jitter 6s
 			negative 2m
@@ -79,13 +108,13 @@ func TestSetup(t *testing.T) {
 		}`, []string{"cluster.local."}, 30, 0, nil, 0, 0},
 		{`minttl {
 			types TYPE65280 type33 A
-		}`, []string{"cluster.local."}, 30, 6, []uint16{65280, dns.TypeSRV, dns.TypeA}, 0, 0},
+		}`, []string{"cluster.local."}, 30, 9, []uint16{65280, dns.TypeSRV, dns.TypeA}, 0, 0},
 		{`minttl {
 			types TYPE127 TYPE256 TYPE65535
-		}`, []string{"cluster.local."}, 30, 6, []uint16{127, 256, 65535}, 0, 0},
+		}`, []string{"cluster.local."}, 30, 9, []uint16{127, 256, 65535}, 0, 0},
 		{`minttl 10.0.0.0/24 0/26.2.0.192.in-addr.arpa dns://example.org:53 EXAMPLE.net`,
-			[]string{"0.0.10.in-addr.arpa.", "0/26.2.0.192.in-addr.arpa.", "example.org.", "example.net."}, 30, 6, nil, 0, 0},
-		{`minttl 10.0.0.0/15`, []string{"0.10.in-addr.arpa.", "1.10.in-addr.arpa."}, 30, 6, nil, 0, 0},
+			[]string{"0.0.10.in-addr.arpa.", "0/26.2.0.192.in-addr.arpa.", "example.org.", "example.net."}, 30, 9, nil, 0, 0},
+		{`minttl 10.0.0.0/15`, []string{"0.10.in-addr.arpa.", "1.10.in-addr.arpa."}, 30, 9, nil, 0, 0},
 		{`minttl {
 			floor 1
 			jitter 2147483646
@@ -125,6 +154,8 @@ func TestSetupErrors(t *testing.T) {
 		{"minttl {\n jitter 101%\n}", `Testfile:2 - Error during parsing: jitter "101%" out of range`},
 		{"minttl {\n jitter lots%\n}", `Testfile:2 - Error during parsing: invalid jitter "lots%"`},
 		{"minttl {\n jitter -3\n}", `negative duration "-3"`},
+		{"minttl {\n floor 5s\n jitter 1s\n}", `Testfile:3 - Error during parsing: jitter "1s" cannot spread clients (they could only move later): give 0 or at least 2s`},
+		{"minttl {\n jitter 1\n}", `jitter "1" cannot spread clients`},
 		{"minttl {\n jitter 3000000000\n}", `above the largest TTL`},
 		{"minttl {\n floor 24h\n jitter 2147400000\n types A\n}", `Testfile:3 - Error during parsing: floor + jitter is 2147486400 s, above the largest TTL`},
 		{"minttl {\n floor 30s 10%\n}", "Testfile:2 - Error during parsing: Wrong argument count"},

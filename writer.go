@@ -1,6 +1,7 @@
 package minttl
 
 import (
+	"errors"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -16,9 +17,14 @@ type ResponseWriter struct {
 	qname  string
 }
 
+var errNilResponse = errors.New("minttl: response message is nil")
+
 // WriteMsg implements the dns.ResponseWriter interface. res is never modified:
 // cache and other plugins may still hold it or its records.
 func (w *ResponseWriter) WriteMsg(res *dns.Msg) error {
+	if res == nil {
+		return errNilResponse
+	}
 	if raised := w.raise(res); raised != nil {
 		res = raised
 	}
@@ -27,7 +33,13 @@ func (w *ResponseWriter) WriteMsg(res *dns.Msg) error {
 
 // level is a floor and the TTL that records below it are raised to. A zero
 // floor raises nothing.
-type level struct{ floor, target uint32 }
+type level struct {
+	floor, target uint32
+	// minimum: an SOA at this level is negative data whose MINIMUM field is
+	// its negative-caching TTL (RFC 2308 §4); resolvers cache the negative
+	// answer for the smaller of the two (§5), so MINIMUM is raised with the TTL.
+	minimum bool
+}
 
 // aim sets the target: the floor plus the client's jitter for it.
 func (l *level) aim(key uint64, now int64, jitter uint32) {
@@ -35,6 +47,16 @@ func (l *level) aim(key uint64, now int64, jitter uint32) {
 		return
 	}
 	l.target = l.floor + jitterFor(key, now, l.floor, jitter)
+}
+
+// clientTTL is how long a client caches rr: its TTL or, for an SOA whose
+// MINIMUM is raised at this level, the smaller of its TTL and MINIMUM.
+func (l level) clientTTL(rr dns.RR) uint32 {
+	ttl := rr.Header().Ttl
+	if soa, ok := rr.(*dns.SOA); ok && l.minimum {
+		return min(ttl, soa.Minttl)
+	}
+	return ttl
 }
 
 // scope says which records of one section of a response may be raised, and to what.
@@ -51,18 +73,23 @@ type scope struct {
 // raise returns a copy of res with raised TTLs, or nil when nothing needs to change.
 func (w *ResponseWriter) raise(res *dns.Msg) *dns.Msg {
 	sc, ok := w.scopeOf(res)
-	if !ok || !(needsRaise(res.Answer, sc) || needsRaise(res.Ns, sc.inAuthority()) || needsRaise(res.Extra, sc)) {
+	if !ok {
+		return nil
+	}
+	ns := sc.inAuthority(res.Ns)
+	if !needsRaise(res.Answer, sc) && !needsRaise(res.Ns, ns) && !needsRaise(res.Extra, sc) {
 		return nil
 	}
 	key := clientKey(w.RemoteAddr(), w.qname)
 	now := w.clock().Unix()
 	sc.positive.aim(key, now, w.Jitter)
-	sc.negative.aim(key, now, w.NegativeJitter)
+	ns.positive = sc.positive
+	ns.negative.aim(key, now, w.NegativeJitter)
 
 	var c copier
 	c.start(res)
 	c.out.msg.Answer = c.raiseSection(res.Answer, sc)
-	c.out.msg.Ns = c.raiseSection(res.Ns, sc.inAuthority())
+	c.out.msg.Ns = c.raiseSection(res.Ns, ns)
 	c.out.msg.Extra = c.raiseSection(res.Extra, sc)
 	w.report(&c)
 	return &c.out.msg
@@ -86,9 +113,23 @@ func (w *ResponseWriter) scopeOf(res *dns.Msg) (scope, bool) {
 	return scope{}, false
 }
 
-func (sc scope) inAuthority() scope {
+// inAuthority is the scope of the authority section ns. Its SOA gets its
+// MINIMUM raised with its TTL, unless an RRSIG covers the SOA: the signature
+// covers MINIMUM, and a changed one would make validators reject the answer.
+// Then only the TTLs are raised, which RFC 2308 §5 resolvers cap at MINIMUM.
+func (sc scope) inAuthority(ns []dns.RR) scope {
 	sc.authority = true
+	sc.negative.minimum = sc.negative.floor > 0 && !soaSigned(ns)
 	return sc
+}
+
+func soaSigned(rrs []dns.RR) bool {
+	for _, rr := range rrs {
+		if sig, ok := rr.(*dns.RRSIG); ok && sig.TypeCovered == dns.TypeSOA {
+			return true
+		}
+	}
+	return false
 }
 
 func isSigned(res *dns.Msg) bool {
@@ -139,12 +180,23 @@ func typeIn(t uint16, types []uint16) bool {
 	return false
 }
 
-// needsRaise reports whether raising changes a record of rrs: one below its
-// floor, in an RRset without a TTL above 2^31-1.
+// needsRaise reports whether raising changes a record of rrs: one a client
+// caches for less than its floor, in an RRset without a TTL above 2^31-1.
+// Only a section that holds both kinds needs its RRsets told apart.
 func needsRaise(rrs []dns.RR, sc scope) bool {
+	low, spoiled := false, false
+	for _, rr := range rrs {
+		lv := sc.levelOf(rrsetType(rr))
+		low = low || lv.clientTTL(rr) < lv.floor
+		spoiled = spoiled || rr.Header().Ttl > maxTTL
+	}
+	if !low || !spoiled {
+		return low
+	}
+	sets := rrsetsOf(rrs, sc)
 	for i, rr := range rrs {
-		t := rrsetType(rr)
-		if rr.Header().Ttl < sc.levelOf(t).floor && !spoiled(rrs, i, t) {
+		lv := sc.levelOf(rrsetType(rr))
+		if lv.clientTTL(rr) < lv.floor && sets.spanOf(i, lv).highest <= maxTTL {
 			return true
 		}
 	}
@@ -152,46 +204,134 @@ func needsRaise(rrs []dns.RR, sc scope) bool {
 }
 
 // raiseSection returns rrs, or a copy of it in which every eligible RRset
-// holding a TTL below the floor carries one TTL: the larger of target and the
-// RRset's highest TTL, so no record is lowered (RFC 2181 §5.2). Only the
-// records whose TTL changes are copied.
+// that a client caches for less than its floor carries one TTL: the larger of
+// target and the RRset's highest TTL, so no record is lowered (RFC 2181 §5.2).
+// Only the records that change are copied.
 func (c *copier) raiseSection(rrs []dns.RR, sc scope) []dns.RR {
 	out, copied := rrs, false
-	uniform := sameTTL(rrs, sc)
+	sets := rrsetsOf(rrs, sc)
 	for i, rr := range rrs {
-		t := rrsetType(rr)
-		lv := sc.levelOf(t)
+		lv := sc.levelOf(rrsetType(rr))
 		if lv.floor == 0 {
 			continue
 		}
-		ttl := rr.Header().Ttl
-		if ttl == 0 {
+		if rr.Header().Ttl == 0 {
 			c.zero++
 		}
-		next := ttl
-		switch {
-		case uniform:
-			if ttl < lv.floor {
-				next = lv.target
-			}
-		default:
-			next = rrsetTTL(rrs, i, t, lv)
-		}
-		if next == ttl {
+		ttl, minimum, changed := lv.raised(rr, sets.spanOf(i, lv))
+		if !changed {
 			continue
 		}
 		if !copied {
 			out, copied = c.section(rrs), true
 		}
-		out[i] = c.withTTL(rr, next, len(rrs)-i)
+		out[i] = c.withTTL(rr, ttl, minimum, len(rrs)-i)
 		c.count(rr.Header().Rrtype)
 	}
 	return out
 }
 
-// sameTTL reports whether every eligible record of rrs has the same TTL, the
-// usual case (cache hands out one TTL for a whole message), in which RRsets
-// need not be told apart.
+// span is what raising needs to know of an RRset: the lowest TTL a client
+// caches one of its records for, and its highest TTL.
+type span struct{ lowest, highest uint32 }
+
+// raised returns the TTL and the SOA MINIMUM (0 for other types) rr leaves
+// with, its RRset spanning set, and whether either changes. An RRset holding
+// a TTL above 2^31-1 is left as it came (RFC 2181 §8 reads such a TTL as 0):
+// raising the others to it would spread the error.
+func (l level) raised(rr dns.RR, set span) (ttl, minimum uint32, changed bool) {
+	ttl = rr.Header().Ttl
+	soa, isSOA := rr.(*dns.SOA)
+	if isSOA {
+		minimum = soa.Minttl
+	}
+	if set.lowest >= l.floor || set.highest > maxTTL {
+		return ttl, minimum, false
+	}
+	next := max(l.target, set.highest)
+	if isSOA && l.minimum && minimum < l.floor {
+		minimum = l.target
+		changed = true
+	}
+	return next, minimum, changed || next != ttl
+}
+
+// rrsets tells which RRset each record of a section belongs to. Most
+// sections carry one TTL for every eligible record (cache hands out one TTL
+// for a whole message), and then no RRsets need to be told apart. Small
+// mixed sections are compared record by record; larger ones are grouped
+// once, so that the work grows with the section, not with its square (a
+// 64 KB TCP answer holds 4,000 A records).
+type rrsets struct {
+	rrs     []dns.RR
+	uniform bool
+	grouped map[rrsetKey]span
+}
+
+// smallSection is the most records compared pair by pair: 256 comparisons.
+const smallSection = 16
+
+func rrsetsOf(rrs []dns.RR, sc scope) rrsets {
+	sets := rrsets{rrs: rrs, uniform: sameTTL(rrs, sc)}
+	if !sets.uniform && len(rrs) > smallSection {
+		sets.grouped = group(rrs, sc)
+	}
+	return sets
+}
+
+// spanOf is the span of the RRset of rrs[i], whose level is lv.
+func (s rrsets) spanOf(i int, lv level) span {
+	rr := s.rrs[i]
+	switch {
+	case s.uniform:
+		return span{lv.clientTTL(rr), rr.Header().Ttl}
+	case s.grouped != nil:
+		return s.grouped[keyOf(rr)]
+	}
+	h, t := rr.Header(), rrsetType(rr)
+	set := span{lowest: ^uint32(0)}
+	for _, o := range s.rrs {
+		if sameRRset(h, t, o) {
+			set = set.with(lv.clientTTL(o), o.Header().Ttl)
+		}
+	}
+	return set
+}
+
+func (s span) with(clientTTL, ttl uint32) span {
+	return span{min(s.lowest, clientTTL), max(s.highest, ttl)}
+}
+
+// rrsetKey names an RRset of a section: owner names compare without case.
+type rrsetKey struct {
+	name          string
+	class, rrtype uint16
+}
+
+func keyOf(rr dns.RR) rrsetKey {
+	h := rr.Header()
+	return rrsetKey{strings.ToLower(h.Name), h.Class, rrsetType(rr)}
+}
+
+// group returns the span of every eligible RRset of rrs.
+func group(rrs []dns.RR, sc scope) map[rrsetKey]span {
+	sets := map[rrsetKey]span{}
+	for _, rr := range rrs {
+		lv := sc.levelOf(rrsetType(rr))
+		if lv.floor == 0 {
+			continue
+		}
+		k := keyOf(rr)
+		set, seen := sets[k]
+		if !seen {
+			set.lowest = ^uint32(0)
+		}
+		sets[k] = set.with(lv.clientTTL(rr), rr.Header().Ttl)
+	}
+	return sets
+}
+
+// sameTTL reports whether every eligible record of rrs has the same TTL.
 func sameTTL(rrs []dns.RR, sc scope) bool {
 	first, seen := uint32(0), false
 	for _, rr := range rrs {
@@ -205,35 +345,6 @@ func sameTTL(rrs []dns.RR, sc scope) bool {
 		first, seen = ttl, true
 	}
 	return true
-}
-
-// rrsetTTL returns the TTL the RRset of rrs[i] (of type t) leaves with.
-func rrsetTTL(rrs []dns.RR, i int, t uint16, lv level) uint32 {
-	h := rrs[i].Header()
-	lowest, highest := h.Ttl, h.Ttl
-	for _, rr := range rrs {
-		if sameRRset(h, t, rr) {
-			lowest, highest = min(lowest, rr.Header().Ttl), max(highest, rr.Header().Ttl)
-		}
-	}
-	// An RRset holding a TTL above 2^31-1 is left as it came (RFC 2181 §8
-	// reads such a TTL as 0): raising the others to it would spread the error.
-	if lowest >= lv.floor || highest > maxTTL {
-		return h.Ttl
-	}
-	return max(lv.target, highest)
-}
-
-// spoiled reports whether the RRset of rrs[i] (of type t) holds a TTL above
-// 2^31-1, which leaves it as it came.
-func spoiled(rrs []dns.RR, i int, t uint16) bool {
-	h := rrs[i].Header()
-	for _, rr := range rrs {
-		if rr.Header().Ttl > maxTTL && sameRRset(h, t, rr) {
-			return true
-		}
-	}
-	return false
 }
 
 // sameRRset reports whether rr belongs to the RRset of type t that h heads.

@@ -279,18 +279,16 @@ func TestCorefilesStart(t *testing.T) {
 // name outside minttl's zone must keep the kubernetes plugin's TTL.
 func TestCorefilesRaise(t *testing.T) {
 	corefiles := deployed(t)
-	for _, c := range []struct {
-		name          string
-		floor, jitter uint32
-	}{
-		{"kubeadm", 31, 6},
-		{"helm", 31, 6},
-	} {
-		t.Run(c.name, func(t *testing.T) {
+	for _, name := range []string{"kubeadm", "helm"} {
+		c := minttlOf(t, corefiles[name])
+		if c.floor <= 30 || c.jitter < 2 {
+			t.Errorf("%s: minttl floor %d s, jitter %d s: want the floor above the kubernetes plugin's ttl 30, a jitter that spreads", name, c.floor, c.jitter)
+		}
+		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			w := newTwin(t)
 			w.zoneFile = "zone"
-			s := start(t, corefiles[c.name], w)
+			s := start(t, corefiles[name], w)
 			ttls := map[uint32]bool{}
 			for client := 10; client < 30; client++ {
 				for _, network := range []string{"udp", "tcp"} {
@@ -315,24 +313,26 @@ func TestCorefilesRaise(t *testing.T) {
 
 // TestNodeLocalKeepsJitter stacks the two tiers of deploy/nodelocaldns: pods
 // ask node-local-dns, which forwards cluster.local to kube-dns over TCP. The
-// TTL kube-dns's minttl hands out must reach the pods whole (31..37), where the
-// stock cap of 30 s clips it.
+// TTL kube-dns's minttl hands out must reach the pods whole (floor..floor +
+// jitter), where the stock cap of 30 s clips it.
 func TestNodeLocalKeepsJitter(t *testing.T) {
 	corefiles := deployed(t)
 	kubeDNS := newTwin(t)
 	kubeDNS.zoneFile = "zone"
 	upstream := start(t, corefiles["kubeadm"], kubeDNS)
+	m := minttlOf(t, corefiles["kubeadm"])
+	shipped := fmt.Sprintf("success 9984 %d", m.floor+m.jitter)
 
 	for _, c := range []struct {
 		cap      string
 		min, max uint32
 	}{
-		{"37", 31, 37},
+		{fmt.Sprint(m.floor + m.jitter), m.floor, m.floor + m.jitter},
 		{"30", 30, 30}, // upstream's nodelocaldns.yaml
 	} {
 		node := newTwin(t)
 		node.forward = "127.0.0.1:" + upstream.dns
-		corefile := strings.Replace(corefiles["nodelocaldns/node-local-dns"], "success 9984 37", "success 9984 "+c.cap, 1)
+		corefile := strings.Replace(corefiles["nodelocaldns/node-local-dns"], shipped, "success 9984 "+c.cap, 1)
 		nodeLocal := start(t, corefile, node)
 		// The first answer is a miss in the node tier: the TTL kube-dns gave, capped.
 		ttl := nodeLocal.ask(t, "127.0.0.50", "udp", dns.TypeSRV, linkerdSRV).Answer[0].Header().Ttl
@@ -340,4 +340,34 @@ func TestNodeLocalKeepsJitter(t *testing.T) {
 			t.Errorf("node tier with success cap %s handed pods TTL %d, want %d..%d", c.cap, ttl, c.min, c.max)
 		}
 	}
+}
+
+// minttlRange is the floor and the jitter, in seconds, of a Corefile's one
+// minttl block, as its lines give them (floor Ns, jitter Ns).
+type minttlRange struct{ floor, jitter uint32 }
+
+func minttlOf(t *testing.T, corefile string) minttlRange {
+	t.Helper()
+	block := regexp.MustCompile(`(?s)\n\s*minttl [^\n]*\{(.*?)\}`).FindStringSubmatch(corefile)
+	if block == nil {
+		t.Fatalf("no minttl block in\n%s", corefile)
+	}
+	var r minttlRange
+	for _, line := range strings.Split(block[1], "\n") {
+		var property string
+		var seconds uint32
+		if n, _ := fmt.Sscanf(strings.TrimSpace(line), "%s %ds", &property, &seconds); n != 2 {
+			continue
+		}
+		switch property {
+		case "floor":
+			r.floor = seconds
+		case "jitter":
+			r.jitter = seconds
+		}
+	}
+	if r.floor == 0 || r.jitter == 0 {
+		t.Fatalf("minttl block without floor and jitter in seconds:%s", block[1])
+	}
+	return r
 }

@@ -4,6 +4,7 @@ package deploy
 // decoded strictly (an unknown or duplicate field fails) into its Kubernetes API type.
 
 import (
+	"fmt"
 	"maps"
 	"reflect"
 	"slices"
@@ -134,8 +135,9 @@ func TestNodeLocalOverlay(t *testing.T) {
 		t.Error("deploy/nodelocaldns's kube-dns differs from deploy/kubeadm's")
 	}
 	corefile := nodelocal.corefile(t, "node-local-dns")
-	if got := strings.Count(corefile, "success 9984 37"); got != 1 {
-		t.Errorf("node-local-dns Corefile has %d caches with success 9984 37, want 1 (cluster.local's):\n%s", got, corefile)
+	m := minttlOf(t, kubeadm.corefile(t, "coredns"))
+	if cap := fmt.Sprintf("success 9984 %d", m.floor+m.jitter); strings.Count(corefile, cap) != 1 {
+		t.Errorf("node-local-dns Corefile has %d caches with %s (minttl's floor + jitter), want 1 (cluster.local's):\n%s", strings.Count(corefile, cap), cap, corefile)
 	}
 	if len(nodelocal.configMaps) != 2 {
 		t.Errorf("deploy/nodelocaldns renders ConfigMaps %v, want coredns and node-local-dns", slices.Collect(maps.Keys(nodelocal.configMaps)))

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -24,15 +25,20 @@ import (
 	"github.com/minttl/minttl/lab/internal/lab"
 )
 
-// proxyV2 is a PROXY protocol v2 header (PROXY command, IPv4) saying that
-// src sent the message to dst; stream picks TCP, else UDP. tlvs follow the
+// proxyV2 is a PROXY protocol v2 header (PROXY command) saying that src sent
+// the message to dst; stream picks TCP, else UDP. An IPv6 src makes it an
+// AF_INET6 header, with dst as an IPv4-mapped address. tlvs follow the
 // addresses.
 func proxyV2(src, dst *net.UDPAddr, stream bool, tlvs []byte) []byte {
 	family := byte(0x12) // AF_INET, DGRAM
-	if stream {
-		family = 0x11 // AF_INET, STREAM
-	}
 	body := append(append([]byte{}, src.IP.To4()...), dst.IP.To4()...)
+	if src.IP.To4() == nil {
+		family = 0x22 // AF_INET6, DGRAM
+		body = append(append([]byte{}, src.IP.To16()...), dst.IP.To16()...)
+	}
+	if stream {
+		family-- // STREAM
+	}
 	body = binary.BigEndian.AppendUint16(body, uint16(src.Port))
 	body = binary.BigEndian.AppendUint16(body, uint16(dst.Port))
 	body = append(body, tlvs...)
@@ -136,11 +142,55 @@ func TestE2EProxyProtocol(t *testing.T) {
 	}
 }
 
+// TestE2EIPv6Pods: pods of 20 nodes × 20 pods, a /64 per node as kubeadm
+// hands out (fd00:10:244:N::P), behind a PROXY v2 load balancer (loopback has
+// only ::1; the header carries any address). Pods whose node and pod numbers
+// fold alike (N ^ P: fd00:10:244:1::2, :2::1, :3::0 ...) shared one key, and
+// so one TTL at every instant; each such group must now hold several TTLs,
+// and the 400 pods together every TTL from the floor to floor + jitter.
+func TestE2EIPv6Pods(t *testing.T) {
+	s := startCoreDNS(t, "proxyproto.Corefile", "PORT")
+	port, _ := strconv.Atoi(s.ports["PORT"])
+	server := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
+	pod := func(n, p int) *net.UDPAddr {
+		ip := net.ParseIP(fmt.Sprintf("fd00:10:244:%x::%x", n, p))
+		return &net.UDPAddr{IP: ip, Port: 40000 + p}
+	}
+	all := map[uint32]int{}
+	for fold := 0; fold < 32; fold++ {
+		for attempt := 0; ; attempt++ {
+			second := time.Now().Unix()
+			group, pods := map[uint32]int{}, 0
+			for n := 0; n < 20; n++ {
+				if p := n ^ fold; p < 20 {
+					group[askProxied(t, server, pod(n, p), false)]++
+					pods++
+				}
+			}
+			if time.Now().Unix() != second && attempt < 5 {
+				continue // asked across a second: the jitter may move by design
+			}
+			if pods > 1 && len(group) < 2 {
+				t.Errorf("the %d pods with N ^ P = %d all got the TTL %v in one second", pods, fold, group)
+			}
+			for ttl, n := range group {
+				all[ttl] += n
+			}
+			break
+		}
+	}
+	for ttl := uint32(lab.Floor); ttl <= lab.Top; ttl++ {
+		if all[ttl] == 0 {
+			t.Errorf("no IPv6 pod got TTL %d: %v", ttl, all)
+		}
+	}
+}
+
 // TestE2ENODATABehindCNAME: a NOERROR answer whose CNAME ends in no data
 // (built by the template plugin) carries the SOA in its authority section.
 // With floor 1h the CNAME is raised, the SOA is not; with negative 10s it is
-// raised to 10 s plus its own jitter (20 % of 10 s), not the floor's, as the
-// SOA of an NXDOMAIN answer is.
+// raised to 10 s plus its own jitter (30 % of 10 s), not the floor's, as the
+// SOA of an NXDOMAIN answer is, and its MINIMUM (5) with it (RFC 2308 §5).
 func TestE2ENODATABehindCNAME(t *testing.T) {
 	s := startCoreDNS(t, "nodata.Corefile", "PORT")
 	for _, tc := range []struct {
@@ -148,7 +198,7 @@ func TestE2ENODATABehindCNAME(t *testing.T) {
 		soaLow, soaHigh uint32
 	}{
 		{"nodata.test.", 5, 5},
-		{"negative.test.", 10, 12},
+		{"negative.test.", 10, 13},
 	} {
 		for _, transport := range []string{"+notcp", "+tcp"} {
 			for client := 20; client < 30; client++ {
@@ -161,22 +211,22 @@ func TestE2ENODATABehindCNAME(t *testing.T) {
 				if !ok1 || !ok2 {
 					t.Fatalf("%s: want the CNAME and the SOA, got %v", tc.zone, rrs)
 				}
-				if ttl := cname.Hdr.Ttl; ttl < 3600 || ttl > 4320 {
-					t.Errorf("%s %s client %d: CNAME TTL %d, want 3600..4320", tc.zone, transport, client, ttl)
+				if ttl := cname.Hdr.Ttl; ttl < 3600 || ttl > 4680 {
+					t.Errorf("%s %s client %d: CNAME TTL %d, want 3600..4680", tc.zone, transport, client, ttl)
 				}
-				if ttl := soa.Hdr.Ttl; ttl < tc.soaLow || ttl > tc.soaHigh {
-					t.Errorf("%s %s client %d: SOA TTL %d, want %d..%d", tc.zone, transport, client, ttl, tc.soaLow, tc.soaHigh)
+				if ttl := soa.Hdr.Ttl; ttl < tc.soaLow || ttl > tc.soaHigh || soa.Minttl != max(5, ttl) {
+					t.Errorf("%s %s client %d: SOA TTL %d, MINIMUM %d; want %d..%d, MINIMUM with it", tc.zone, transport, client, ttl, soa.Minttl, tc.soaLow, tc.soaHigh)
 				}
 			}
 		}
 	}
 
-	// The negative floor's own jitter in an NXDOMAIN answer too: 10..12, where
-	// a jitter sized from the floor (20 % of 1h) reached 730.
+	// The negative floor's own jitter in an NXDOMAIN answer too: 10..13, where
+	// a jitter sized from the floor (30 % of 1h) would reach 1090.
 	for client := 20; client < 50; client++ {
 		rrs := digRRs(t, s.ports["PORT"], client, "A", "nope.negative.test.")
-		if soa, ok := rrs[0].(*dns.SOA); !ok || soa.Hdr.Ttl < 10 || soa.Hdr.Ttl > 12 {
-			t.Errorf("NXDOMAIN client %d: authority %v, want the SOA at 10..12", client, rrs[0])
+		if soa, ok := rrs[0].(*dns.SOA); !ok || soa.Hdr.Ttl < 10 || soa.Hdr.Ttl > 13 || soa.Minttl != soa.Hdr.Ttl {
+			t.Errorf("NXDOMAIN client %d: authority %v, want the SOA at 10..13, MINIMUM with it", client, rrs[0])
 		}
 	}
 }
@@ -228,8 +278,8 @@ func TestE2EMetricValues(t *testing.T) {
 	out := digOutput(t, s.ports["PORT"], 31, "+noall", "+answer", "-f", write("batch", batch))
 	raised := 0
 	for _, rr := range parseRRs(t, out) {
-		if ttl := rr.Header().Ttl; ttl < 30 || ttl > 36 {
-			t.Errorf("%s TTL %d, want 30..36", dns.TypeToString[rr.Header().Rrtype], ttl)
+		if ttl := rr.Header().Ttl; ttl < lab.Floor || ttl > lab.Top {
+			t.Errorf("%s TTL %d, want %d..%d", dns.TypeToString[rr.Header().Rrtype], ttl, lab.Floor, lab.Top)
 		}
 		raised++
 	}
@@ -302,4 +352,78 @@ func scrape(t *testing.T, port string) map[string]float64 {
 		series[line[:i]] = v
 	}
 	return series
+}
+
+// TestE2ENegativeThroughUnbound: a resolver caches an NXDOMAIN answer for
+// min(SOA TTL, SOA MINIMUM) (RFC 2308 §5; Unbound's util/data/msgreply.c).
+// With negative 30s in front of a zone whose MINIMUM is 5, Unbound must keep
+// it for 30 s and more, as a client that takes the minimum reads it; without
+// minttl (the control) for 5.
+func TestE2ENegativeThroughUnbound(t *testing.T) {
+	unbound, err := exec.LookPath("unbound")
+	if err != nil {
+		t.Fatalf("unbound is missing (make test installs it; apt-get install unbound): %v", err)
+	}
+	s := startCoreDNS(t, "negative.Corefile", "PORT", "PLAIN")
+	const name = "nope.linkerd.svc.cluster.local."
+	for _, tc := range []struct {
+		upstream string
+		minttl   bool
+	}{{s.ports["PORT"], true}, {s.ports["PLAIN"], false}} {
+		direct := negativeSOA(t, digFrom(t, "127.0.0.1", tc.upstream, "127.0.0.1", "+noall", "+authority", "A", name))
+		cached := min(direct.Hdr.Ttl, direct.Minttl)
+		if tc.minttl && (cached < 30 || cached > 39) || !tc.minttl && cached > 5 {
+			t.Errorf("minttl %v: CoreDNS's SOA %v: a client caches the NXDOMAIN for %d s", tc.minttl, direct, cached)
+		}
+		front := startUnbound(t, unbound, tc.upstream)
+		for i := 0; i < 2; i++ { // the miss, then the answer from Unbound's cache
+			soa := negativeSOA(t, digFrom(t, "127.0.0.1", front, "127.0.0.1", "+noall", "+authority", "A", name))
+			if tc.minttl && soa.Hdr.Ttl <= 5 || !tc.minttl && soa.Hdr.Ttl > 5 {
+				t.Errorf("minttl %v, query %d through Unbound: SOA %v: Unbound keeps the NXDOMAIN for %d s", tc.minttl, i+1, soa, soa.Hdr.Ttl)
+			}
+		}
+	}
+}
+
+func negativeSOA(t *testing.T, out string) *dns.SOA {
+	t.Helper()
+	rrs := parseRRs(t, out)
+	if len(rrs) != 1 {
+		t.Fatalf("want the SOA of an NXDOMAIN answer, got %v", rrs)
+	}
+	soa, ok := rrs[0].(*dns.SOA)
+	if !ok {
+		t.Fatalf("want the SOA of an NXDOMAIN answer, got %v", rrs)
+	}
+	return soa
+}
+
+// startUnbound starts Unbound forwarding cluster.local to 127.0.0.1:upstream
+// and returns its port.
+func startUnbound(t *testing.T, unbound, upstream string) string {
+	t.Helper()
+	port, err := lab.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	text, err := os.ReadFile(filepath.Join(testdata, "e2e", "negative.unbound.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "unbound.conf")
+	filled := lab.Placeholders("PORT", port, "UPSTREAM", upstream, "DIR", dir).Replace(string(text))
+	if err := os.WriteFile(conf, []byte(filled), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := lab.Start(context.Background(), filepath.Join(dir, "unbound.log"), nil, unbound, "-d", "-c", conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	if err := lab.WaitForDNS(context.Background(), "127.0.0.1:"+port, p.Exited); err != nil {
+		out, _ := os.ReadFile(p.Log)
+		t.Fatalf("unbound: %v:\n%s", err, out)
+	}
+	return port
 }

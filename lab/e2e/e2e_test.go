@@ -135,8 +135,8 @@ func TestE2EContract(t *testing.T) {
 		for _, transport := range []string{"+notcp", "+tcp"} {
 			rrs := digRRs(t, port, client, transport, "SRV", lab.SRVName)
 			for set, ttl := range oneTTLPerRRset(t, rrs) {
-				if ttl < 30 || ttl > 36 {
-					t.Errorf("client %d %s: %s has TTL %d, want 30..36", client, transport, set, ttl)
+				if ttl < lab.Floor || ttl > lab.Top {
+					t.Errorf("client %d %s: %s has TTL %d, want %d..%d", client, transport, set, ttl, lab.Floor, lab.Top)
 				}
 				spread.Add(ttl)
 			}
@@ -190,8 +190,8 @@ func TestE2EContract(t *testing.T) {
 		}
 		rrs := parseRRs(t, out[strings.Index(out, ";; ANSWER SECTION:"):])
 		for set, ttl := range oneTTLPerRRset(t, rrs) {
-			if ttl < 30 || ttl > 36 {
-				t.Errorf("with +dnssec: %s TTL %d, want 30..36", set, ttl)
+			if ttl < lab.Floor || ttl > lab.Top {
+				t.Errorf("with +dnssec: %s TTL %d, want %d..%d", set, ttl, lab.Floor, lab.Top)
 			}
 		}
 		if len(rrs) < 6 {
@@ -252,6 +252,7 @@ func TestE2EBadCorefileRefusesToStart(t *testing.T) {
 		{"minttl 10.0.0.0/33", 4, `invalid zone "10.0.0.0/33"`},
 		{"minttl {\n        types SRV ANY\n    }", 5, `type "ANY" is a query or meta type`},
 		{"minttl {\n        floor 1\n        jitter 2147483000\n        negative 24h\n    }", 6, "negative + jitter is"},
+		{"minttl {\n        floor 5s\n        jitter 1s\n    }", 6, `jitter "1s" cannot spread clients`},
 	} {
 		path, _ := corefile(t, "bad.Corefile", "PORT")
 		text, err := os.ReadFile(path)
@@ -274,5 +275,31 @@ func TestE2EBadCorefileRefusesToStart(t *testing.T) {
 				t.Errorf("%q: output lacks %q:\n%s", tc.minttl, want, out)
 			}
 		}
+	}
+}
+
+// TestE2ESmallFloorSpreads: a floor of 4 s with the default jitter, which
+// rounds down to 1 s, gets 2 s instead: 20 clients asking in one second get
+// more than one TTL, all within 4..6.
+func TestE2ESmallFloorSpreads(t *testing.T) {
+	s := startCoreDNS(t, "smallfloor.Corefile", "PORT")
+	for attempt := 0; ; attempt++ {
+		second := time.Now().Unix()
+		seen := map[uint32]int{}
+		for client := 20; client < 40; client++ {
+			for _, rr := range digRRs(t, s.ports["PORT"], client, "A", "www.small.test.") {
+				if ttl := rr.Header().Ttl; ttl < 4 || ttl > 6 {
+					t.Fatalf("client %d: %s, want TTL 4..6", client, rr)
+				}
+				seen[rr.Header().Ttl]++
+			}
+		}
+		if time.Now().Unix() != second && attempt < 5 {
+			continue // asked across a second: the jitter may move by design
+		}
+		if len(seen) < 2 {
+			t.Errorf("20 clients asking in one second got the TTLs %v: no spread", seen)
+		}
+		return
 	}
 }

@@ -47,16 +47,16 @@ var scenarios = []scenario{
 
 	// NodeLocal DNSCache: a node cache on every node in front of kube-dns.
 	{name: "nl_none", corefile: "cache.Corefile", node: "node.Corefile", describe: "no minttl"},
-	{name: "nl_kubedns", corefile: "minttl.Corefile", node: "node.Corefile", describe: "minttl in kube-dns (30 s + 20 %)"},
-	{name: "nl_kubedns_cap", corefile: "minttl.Corefile", node: "node_cap.Corefile", nodeVars: []string{"NODE_CAP", "36"},
-		describe: "minttl in kube-dns (30 s + 20 %), node cap raised to 36 s"},
+	{name: "nl_kubedns", corefile: "minttl.Corefile", node: "node.Corefile", describe: "minttl in kube-dns (30 s + 30 %)"},
+	{name: "nl_kubedns_cap", corefile: "minttl.Corefile", node: "node_cap.Corefile", nodeVars: []string{"NODE_CAP", "39"},
+		describe: "minttl in kube-dns (30 s + 30 %), node cap raised to 39 s"},
 	{name: "nl_kubedns_fit", corefile: "minttl_tuned.Corefile", vars: []string{"FLOOR", "25s", "JITTER", "5s"}, node: "node.Corefile",
 		describe: "minttl in kube-dns (25 s + 5 s)"},
-	{name: "nl_node", corefile: "cache.Corefile", node: "node_minttl.Corefile", describe: "minttl in the node caches (30 s + 20 %)"},
-	{name: "nl_both", corefile: "minttl.Corefile", node: "node_minttl.Corefile", describe: "minttl in both (30 s + 20 %)"},
+	{name: "nl_node", corefile: "cache.Corefile", node: "node_minttl.Corefile", describe: "minttl in the node caches (30 s + 30 %)"},
+	{name: "nl_both", corefile: "minttl.Corefile", node: "node_minttl.Corefile", describe: "minttl in both (30 s + 30 %)"},
 	{name: "nl_both_fit", corefile: "minttl_tuned.Corefile", vars: []string{"FLOOR", "25s", "JITTER", "5s"},
-		node: "node_minttl_tuned.Corefile", nodeVars: []string{"NODE_FLOOR", "31s", "NODE_JITTER", "20%"},
-		describe: "minttl in kube-dns (25 s + 5 s) and in the node caches (31 s + 20 %)"},
+		node: "node_minttl_tuned.Corefile", nodeVars: []string{"NODE_FLOOR", "31s", "NODE_JITTER", "30%"},
+		describe: "minttl in kube-dns (25 s + 5 s) and in the node caches (31 s + 30 %)"},
 }
 
 // defaultScenarios are those make storm runs without -scenarios.

@@ -11,9 +11,12 @@ import (
 // gives it 3 SRV records and their 3 A records, with TTL 5.
 const SRVName = "linkerd-policy.linkerd.svc.cluster.local."
 
+// Floor and Top are the lowest and the highest TTL minttl raises to at its
+// defaults: floor 30 s, jitter 30 %.
+const Floor, Top = 30, 39
+
 // SRVProblem describes how an answer for SRVName from minttl with its
-// defaults (floor 30 s, jitter 20 %) to a query with the DO bit do breaks the
-// contract, or is "".
+// defaults to a query with the DO bit do breaks the contract, or is "".
 func SRVProblem(m *dns.Msg, do bool) string {
 	additional := 0
 	for _, rr := range m.Extra {
@@ -25,8 +28,8 @@ func SRVProblem(m *dns.Msg, do bool) string {
 		return "incomplete answer: " + m.String()
 	}
 	ttl := m.Answer[0].Header().Ttl
-	if ttl < 30 || ttl > 36 {
-		return fmt.Sprintf("TTL %d outside 30..36: %s", ttl, m)
+	if ttl < Floor || ttl > Top {
+		return fmt.Sprintf("TTL %d outside %d..%d: %s", ttl, Floor, Top, m)
 	}
 	for _, rr := range append(append([]dns.RR{}, m.Answer...), m.Extra...) {
 		if opt, ok := rr.(*dns.OPT); ok {
