@@ -22,9 +22,9 @@ const (
 	// defaultJitter, in percent of the floor, calms a lockstep start within
 	// 100 s (docs/jitter.md).
 	defaultJitter = 30
-	minFloor     = 1
-	maxFloor     = 86400         // 24h
-	maxTTL       = math.MaxInt32 // RFC 2181 §8
+	minFloor      = 1
+	maxFloor      = 86400         // 24h
+	maxTTL        = math.MaxInt32 // RFC 2181 §8
 	// minJitter is the smallest jitter that spreads clients: with 1 s, j is 0
 	// or 1 and a client can only move later, never back into a gap.
 	minJitter = 2
