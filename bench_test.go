@@ -69,7 +69,7 @@ var benchResponses = []struct {
 func BenchmarkWriter(b *testing.B) {
 	for _, r := range benchResponses {
 		b.Run(r.name, func(b *testing.B) {
-			w := &ResponseWriter{ResponseWriter: newSink("10.244.0.7"), MinTTL: newMinTTL(nil), zone: "linkerd.svc.cluster.local.", qname: r.msg.Question[0].Name}
+			w := &ResponseWriter{ResponseWriter: newSink("10.244.0.7"), MinTTL: newMinTTL(nil), counters: countersFor("", "linkerd.svc.cluster.local.", pinned.Unix()), qname: r.msg.Question[0].Name}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -87,7 +87,7 @@ func BenchmarkMixedRRset(b *testing.B) {
 	for _, n := range []int{500, 1000, 2000, 4000} {
 		msg := mixedARRset(n)
 		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
-			w := &ResponseWriter{ResponseWriter: newSink("10.244.0.7"), MinTTL: newMinTTL(nil), zone: "linkerd.svc.cluster.local.", qname: srvName}
+			w := &ResponseWriter{ResponseWriter: newSink("10.244.0.7"), MinTTL: newMinTTL(nil), counters: countersFor("", "linkerd.svc.cluster.local.", pinned.Unix()), qname: srvName}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -156,7 +156,7 @@ func TestAllocations(t *testing.T) {
 		// The copy, a slice for 50 records (more than the copy's slots), the other A copies.
 		{"50A", largeResponse(3), 3},
 	} {
-		w := &ResponseWriter{ResponseWriter: newSink("10.244.0.7"), MinTTL: newMinTTL(nil), zone: "allocs.test.", qname: tc.msg.Question[0].Name}
+		w := &ResponseWriter{ResponseWriter: newSink("10.244.0.7"), MinTTL: newMinTTL(nil), counters: countersFor("", "allocs.test.", pinned.Unix()), qname: tc.msg.Question[0].Name}
 		w.WriteMsg(tc.msg) // create the metric children first
 		if got := testing.AllocsPerRun(100, func() { w.WriteMsg(tc.msg) }); got != tc.want {
 			t.Errorf("%s: %v allocations per response, want %v", tc.name, got, tc.want)

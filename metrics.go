@@ -33,11 +33,33 @@ var (
 		Name:      "zero_ttl_records_total",
 		Help:      "Counter of records that reached minttl with TTL 0.",
 	}, []string{"server", "zone"})
+
+	// A herd sends as many queries in five minutes as an even load: only
+	// how they fall into seconds tells them apart. A histogram of the
+	// per-second count, observed once a second, sums across replicas and
+	// survives missed scrapes, where a peak gauge would not.
+	queriesPerSecond = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace:                   plugin.Namespace,
+		Subsystem:                   "minttl",
+		Name:                        "queries_per_second",
+		Help:                        "Histogram of the number of queries in the zone in each second, quiet seconds as 0.",
+		Buckets:                     prometheus.ExponentialBuckets(1, 2, 18), // 1 to 131,072
+		NativeHistogramBucketFactor: plugin.NativeHistogramBucketFactor,
+	}, []string{"server", "zone"})
 )
+
+// count counts a query of server and zone into its second and returns the
+// counters of server and zone.
+func (m *MinTTL) count(server, zone string) *zoneCounters {
+	now := m.clock().Unix()
+	z := m.countersFor(server, zone, now)
+	z.window.add(now)
+	return z
+}
 
 // report counts what one raised response's copier did.
 func (w *ResponseWriter) report(c *copier) {
-	z := w.countersFor(w.server, w.zone)
+	z := w.counters
 	z.responses.Inc()
 	if c.zero > 0 {
 		z.zero.Add(float64(c.zero))
@@ -63,6 +85,7 @@ type zoneCounters struct {
 	serverZone
 	responses, zero prometheus.Counter
 	byType          atomic.Pointer[map[uint16]prometheus.Counter]
+	window          *window
 }
 
 var (
@@ -70,24 +93,27 @@ var (
 	countersMu  sync.Mutex
 )
 
-// countersFor returns the counters of server and zone. A handler serves one
-// server and, mostly, one zone: it keeps the counters it used last and looks
-// them up again only when they change.
-func (m *MinTTL) countersFor(server, zone string) *zoneCounters {
+// countersFor returns the counters of server and zone at now. A handler
+// serves one server and, mostly, one zone: it keeps the counters it used last
+// and looks them up again only when they change; the first time, its ticker
+// starts closing their window's seconds.
+func (m *MinTTL) countersFor(server, zone string, now int64) *zoneCounters {
 	if z := m.counters.Load(); z != nil && z.server == server && z.zone == zone {
 		return z
 	}
-	z := countersFor(server, zone)
+	z := countersFor(server, zone, now)
+	m.ticker.own(z.window, now)
 	m.counters.Store(z)
 	return z
 }
 
-func countersFor(server, zone string) *zoneCounters {
+func countersFor(server, zone string, now int64) *zoneCounters {
 	return loadOrStore(&allCounters, serverZone{server, zone}, func() *zoneCounters {
 		return &zoneCounters{
 			serverZone: serverZone{server, zone},
 			responses:  raisedResponses.WithLabelValues(server, zone),
 			zero:       zeroTTLRecords.WithLabelValues(server, zone),
+			window:     newWindow(queriesPerSecond.WithLabelValues(server, zone), now),
 		}
 	})
 }

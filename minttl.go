@@ -31,32 +31,40 @@ type MinTTL struct {
 	Negative uint32
 	// NegativeJitter is the largest number of seconds added on top of Negative.
 	NegativeJitter uint32
+	// ObserveOnly counts queries and changes no answer.
+	ObserveOnly bool
 
 	// now is the clock; tests pin it.
 	now func() time.Time
 	// counters are the counters this handler used last.
 	counters atomic.Pointer[zoneCounters]
+	// ticker closes the per-second windows this handler counts into.
+	ticker ticker
 }
 
 // ServeDNS implements the plugin.Handler interface.
 func (m *MinTTL) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 	if zone := m.zoneOf(r); zone != "" {
-		w = &ResponseWriter{ResponseWriter: w, MinTTL: m, server: metrics.WithServer(ctx), zone: zone, qname: r.Question[0].Name}
+		z := m.count(metrics.WithServer(ctx), zone)
+		if !m.ObserveOnly && mayRaise(r) {
+			w = &ResponseWriter{ResponseWriter: w, MinTTL: m, counters: z, qname: r.Question[0].Name}
+		}
 	}
 	return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
 }
 
-// zoneOf returns the zone of a query whose answer minttl may raise, or "".
-// Zone transfers and other opcodes are never touched.
+// zoneOf returns the minttl zone of a query, or "".
 func (m *MinTTL) zoneOf(r *dns.Msg) string {
 	if r.Opcode != dns.OpcodeQuery || len(r.Question) != 1 {
 		return ""
 	}
-	switch r.Question[0].Qtype {
-	case dns.TypeAXFR, dns.TypeIXFR:
-		return ""
-	}
 	return matchZone(m.Zones, r.Question[0].Name)
+}
+
+// mayRaise reports whether the answer to r may be raised: not a zone transfer's.
+func mayRaise(r *dns.Msg) bool {
+	t := r.Question[0].Qtype
+	return t != dns.TypeAXFR && t != dns.TypeIXFR
 }
 
 // clock is now, or the wall clock for a MinTTL built without setup.

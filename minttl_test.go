@@ -893,7 +893,7 @@ func TestTypeLabelsBounded(t *testing.T) {
 	if n := testutil.ToFloat64(raisedRecords.WithLabelValues("", zone, "other")); n != 100 {
 		t.Errorf(`type="other" counts %v, want 100`, n)
 	}
-	if byType := countersFor("", zone).byType.Load(); byType == nil || len(*byType) != 1 {
+	if byType := countersFor("", zone, pinned.Unix()).byType.Load(); byType == nil || len(*byType) != 1 {
 		t.Errorf("the counter map holds %v, want one type", byType)
 	}
 }

@@ -35,6 +35,8 @@ func setup(c *caddy.Controller) error {
 	if err != nil {
 		return plugin.Error("minttl", err)
 	}
+	c.OnStartup(func() error { m.ticker.start(m.clock); return nil })
+	c.OnShutdown(func() error { m.ticker.halt(); return nil })
 	dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler {
 		m.Next = next
 		return m
@@ -70,6 +72,11 @@ func parse(c *caddy.Controller) (*MinTTL, error) {
 			case "negative":
 				negative = true
 				m.Negative, err = negativeArg(c)
+			case "observe_only":
+				m.ObserveOnly = true
+				if len(c.RemainingArgs()) > 0 {
+					err = c.ArgErr()
+				}
 			default:
 				return nil, c.Errf("unknown property %q", property)
 			}

@@ -171,6 +171,8 @@ func TestSetupErrors(t *testing.T) {
 		{"minttl {\n negative 1s 2s\n}", "Wrong argument count"},
 		{"minttl {\n negative 0\n}", `negative "0" out of range`},
 		{"minttl {\n floor 10\n floor 20\n}", `Testfile:3 - Error during parsing: property "floor" given twice`},
+		{"minttl {\n observe_only yes\n}", "Testfile:2 - Error during parsing: Wrong argument count"},
+		{"minttl {\n observe_only\n observe_only\n}", `Testfile:3 - Error during parsing: property "observe_only" given twice`},
 		{"minttl\nminttl", "Testfile:2 - Error during parsing: minttl can only be used once per server block"},
 		{"minttl {\n floor 86401\n}", `floor "86401" out of range`},
 		{"minttl {\n floor 24h0m1s\n}", `floor "24h0m1s" out of range`},
@@ -209,6 +211,27 @@ func TestSetupErrors(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: error %q, want it to contain %q", tc.input, err, tc.want)
+		}
+	}
+}
+
+// TestSetupObserveOnly: observe_only takes no argument and leaves the rest of
+// the configuration as it would be, ready for the switch.
+func TestSetupObserveOnly(t *testing.T) {
+	for input, want := range map[string]bool{
+		"minttl":                                 false,
+		"minttl {\n observe_only\n}":             true,
+		"minttl {\n floor 31s\n observe_only\n}": true,
+	} {
+		c := caddy.NewTestController("dns", input)
+		c.ServerBlockKeys = []string{"cluster.local.:53"}
+		m, err := parse(c)
+		if err != nil {
+			t.Errorf("%q: %v", input, err)
+			continue
+		}
+		if m.ObserveOnly != want || m.Jitter == 0 {
+			t.Errorf("%q: observe_only %v (jitter %d), want %v", input, m.ObserveOnly, m.Jitter, want)
 		}
 	}
 }

@@ -12,9 +12,8 @@ type ResponseWriter struct {
 	dns.ResponseWriter
 	*MinTTL
 
-	server string
-	zone   string
-	qname  string
+	counters *zoneCounters // of the query's server and zone
+	qname    string
 }
 
 var errNilResponse = errors.New("minttl: response message is nil")
