@@ -60,7 +60,8 @@ type dashboard struct {
 			Overrides []struct{} `json:"overrides"`
 		} `json:"fieldConfig"`
 		Options struct {
-			Legend struct {
+			Calculate *bool `json:"calculate"` // heatmap: the buckets come from Prometheus
+			Legend    struct {
 				DisplayMode string `json:"displayMode"`
 				Placement   string `json:"placement"`
 				ShowLegend  bool   `json:"showLegend"`
@@ -75,6 +76,7 @@ type dashboard struct {
 			Datasource   datasource `json:"datasource"`
 			Expr         string     `json:"expr"`
 			LegendFormat string     `json:"legendFormat"`
+			Format       string     `json:"format"`
 		} `json:"targets"`
 	} `json:"panels"`
 }
@@ -118,27 +120,34 @@ func TestDashboard(t *testing.T) {
 }
 
 // TestMetricNames: the dashboard and the rules name only metrics that exist:
-// minttl's (metrics.go) and CoreDNS's coredns_dns_responses_total.
+// minttl's (metrics.go, a histogram with its _bucket, _sum and _count) and
+// CoreDNS's requests and responses.
 func TestMetricNames(t *testing.T) {
 	source, err := os.ReadFile(filepath.Join("..", "metrics.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	exported := map[string]bool{"coredns_dns_responses_total": true}
+	exported := map[string]bool{"coredns_dns_responses_total": true, "coredns_dns_requests_total": true}
 	for _, m := range regexp.MustCompile(`Name:\s+"(\w+)"`).FindAllStringSubmatch(string(source), -1) {
-		exported["coredns_minttl_"+m[1]] = true
+		name := "coredns_minttl_" + m[1]
+		exported[name] = true
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			exported[name+suffix] = !strings.HasSuffix(name, "_total")
+		}
 	}
-	if len(exported) < 4 {
+	if len(exported) < 5 {
 		t.Fatalf("found only %v in metrics.go", exported)
 	}
+	// A metric's name, not a recording rule's (level:metric:operations).
+	named := regexp.MustCompile(`(?:^|[^:\w])(coredns_\w+)\b(?:[^:]|$)`)
 	for _, file := range []string{dashboardFile, rulesFile, rulesTestFile} {
 		text, err := os.ReadFile(file)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, name := range regexp.MustCompile(`\bcoredns_\w+_total\b`).FindAllString(string(text), -1) {
-			if !exported[name] {
-				t.Errorf("%s names %s, which neither minttl nor CoreDNS exports", file, name)
+		for _, m := range named.FindAllStringSubmatch(string(text), -1) {
+			if !exported[m[1]] {
+				t.Errorf("%s names %s, which neither minttl nor CoreDNS exports", file, m[1])
 			}
 		}
 	}
