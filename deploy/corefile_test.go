@@ -249,6 +249,7 @@ func deployed(t *testing.T) map[string]string {
 	return map[string]string{
 		"kubeadm/stock":               render(t, "kubeadm/stock").corefile(t, "coredns"),
 		"kubeadm":                     render(t, "kubeadm").corefile(t, "coredns"),
+		"kubeadm-observe":             render(t, "kubeadm-observe").corefile(t, "coredns"),
 		"nodelocaldns/node-local-dns": fillPillars(nodelocal.corefile(t, "node-local-dns")),
 		"helm":                        helmCorefile(t),
 	}
@@ -308,6 +309,24 @@ func TestCorefilesRaise(t *testing.T) {
 				t.Errorf("a name outside minttl's zone got TTL %d, want the kubernetes plugin's 30 or less", ttl)
 			}
 		})
+	}
+}
+
+// TestObserveChangesNothing: the rollout's first step hands every client the
+// kubernetes plugin's ttl 30 for the Linkerd names, as kubeadm's own does.
+func TestObserveChangesNothing(t *testing.T) {
+	w := newTwin(t)
+	w.zoneFile = "zone"
+	s := start(t, deployed(t)["kubeadm-observe"], w)
+	for client := 10; client < 20; client++ {
+		for _, network := range []string{"udp", "tcp"} {
+			m := s.ask(t, fmt.Sprintf("127.0.0.%d", client), network, dns.TypeSRV, linkerdSRV)
+			for _, rr := range append(m.Answer, m.Extra...) {
+				if ttl := rr.Header().Ttl; rr.Header().Rrtype != dns.TypeOPT && ttl != 30 {
+					t.Fatalf("client %d %s: TTL %d, want the kubernetes plugin's 30:\n%s", client, network, ttl, m)
+				}
+			}
+		}
 	}
 }
 

@@ -107,6 +107,33 @@ func TestKubeadmOverlay(t *testing.T) {
 	}
 }
 
+// TestObserveOverlay: the rollout's first step is deploy/kubeadm with one
+// line more, observe_only in minttl's block; the Deployment is the same, so
+// switching between the two changes only the ConfigMap, which the reload
+// plugin picks up without a restart.
+func TestObserveOverlay(t *testing.T) {
+	raise, observe := render(t, "kubeadm"), render(t, "kubeadm-observe")
+	if !reflect.DeepEqual(raise.deployments, observe.deployments) || len(observe.configMaps) != 1 {
+		t.Fatal("deploy/kubeadm-observe's Deployment differs from deploy/kubeadm's")
+	}
+	var dropped []string
+	for _, line := range strings.Split(observe.corefile(t, "coredns"), "\n") {
+		if trimmed := strings.TrimSpace(line); trimmed == "observe_only" || strings.HasPrefix(trimmed, "#") {
+			dropped = append(dropped, trimmed)
+			continue
+		}
+		if !strings.Contains(raise.corefile(t, "coredns"), line) {
+			t.Errorf("deploy/kubeadm-observe's Corefile has a line deploy/kubeadm's lacks: %q", line)
+		}
+	}
+	if !slices.Contains(dropped, "observe_only") {
+		t.Errorf("deploy/kubeadm-observe's Corefile has no observe_only")
+	}
+	if withoutMinttl(observe.corefile(t, "coredns")) != withoutMinttl(raise.corefile(t, "coredns")) {
+		t.Error("the two Corefiles differ outside minttl's block")
+	}
+}
+
 // withoutMinttl drops the minttl directive, its block and the comment above it.
 func withoutMinttl(corefile string) string {
 	var kept []string

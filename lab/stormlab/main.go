@@ -39,6 +39,9 @@ type config struct {
 	probe      time.Duration // how often the replicas' agreement is probed
 	scenarios  []string
 	progress   time.Duration
+	prometheus time.Duration // scrape and rule interval of the run's Prometheus; 0: none
+	rules      string        // deploy/'s rule file
+	window     time.Duration // the rules' windows: 5m as shipped, scaled down for short runs
 }
 
 func main() {
@@ -58,6 +61,9 @@ func main() {
 	flag.DurationVar(&cfg.probe, "probe", 5*time.Second, "how often every replica is asked the same question at once (0: never)")
 	flag.StringVar(&scenarioList, "scenarios", "", "comma-separated scenarios (default: the single-tier ones, or with -nodes the node-local ones); minttl_jPCT is minttl with jitter PCT %")
 	flag.DurationVar(&cfg.progress, "progress", 30*time.Second, "interval of the progress lines")
+	flag.DurationVar(&cfg.prometheus, "prometheus", 0, "start a Prometheus that scrapes every kube-dns replica this often, with -rules, and report what it saw (prometheus.md, herd.svg); 0: none")
+	flag.StringVar(&cfg.rules, "rules", "deploy/monitoring/minttl-rules.yaml", "the Prometheus rules to load")
+	flag.DurationVar(&cfg.window, "rule-window", ruleWindow, "scale the rules' windows (5m herd factor, 10m alert) to this herd-factor window")
 	flag.Parse()
 	var err error
 	if cfg.replicas, err = counts(replicaList); err != nil {
@@ -142,11 +148,21 @@ func run(ctx context.Context, cfg config) ([]result, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var prom *lab.Prometheus
+	if cfg.prometheus > 0 {
+		p, dir, err := startPrometheus(ctx, cfg)
+		defer os.RemoveAll(dir)
+		if err != nil {
+			return nil, err
+		}
+		defer p.Stop()
+		prom = p
+	}
 	results := make([]result, len(us))
 	errs := make([]error, len(us))
 	runOne := func(i int) {
 		lab0 := selfCPU()
-		results[i], errs[i] = runUnit(ctx, cfg, us[i])
+		results[i], errs[i] = runUnit(ctx, cfg, us[i], prom)
 		if errs[i] != nil {
 			errs[i] = fmt.Errorf("%s: %w", us[i].name, errs[i])
 			cancel()
@@ -170,6 +186,11 @@ func run(ctx context.Context, cfg config) ([]result, error) {
 	}
 	if err := firstError(errs); err != nil {
 		return nil, err
+	}
+	if prom != nil {
+		if err := readHerds(ctx, prom, cfg, results); err != nil {
+			return nil, err
+		}
 	}
 	var kept []result
 	for _, r := range results {
@@ -201,7 +222,7 @@ func selfCPU() time.Duration {
 	return t
 }
 
-func runUnit(ctx context.Context, cfg config, u unit) (result, error) {
+func runUnit(ctx context.Context, cfg config, u unit, prom *lab.Prometheus) (result, error) {
 	pods := u.clients * max(cfg.nodes, 1)
 	c, err := startCluster(ctx, cfg, u)
 	if err != nil || c == nil {
@@ -216,6 +237,13 @@ func runUnit(ctx context.Context, cfg config, u unit) (result, error) {
 		label = fmt.Sprintf("%s/%d", label, u.clients)
 	}
 	fmt.Printf("%-24s started: %d kube-dns on %s\n", label, len(c.replicas), strings.Join(c.replicas, " "))
+	var herd *herdReading
+	if prom != nil {
+		if err := scrape(prom, label, c); err != nil {
+			return result{}, err
+		}
+		herd = &herdReading{servers: serverPattern(c.replicas)}
+	}
 	f := fleet{clients: pods, source: func(p int) net.IP { return proxyAddr(u.index, p) }, targets: func(int) []string { return c.replicas }, validity: u.validity()}
 	switch {
 	case c.front != nil:
@@ -231,6 +259,12 @@ func runUnit(ctx context.Context, cfg config, u unit) (result, error) {
 	}
 	agreed := make(chan agreement, 1)
 	go func() { agreed <- probe(ctx, probeAddr(u.index), c.replicas, cfg.probe, t1.start.Add(cfg.duration)) }()
+	if u.stagger > 0 {
+		cfg.stagger = u.stagger
+	}
+	if u.switchAt > 0 {
+		go c.switchAt(ctx, t1.start.Add(u.switchAt), u.switchVars)
+	}
 	simulate(ctx, cfg, label, f, t1)
 	ag := <-agreed
 	if err := ctx.Err(); err != nil {
@@ -238,6 +272,17 @@ func runUnit(ctx context.Context, cfg config, u unit) (result, error) {
 	}
 	res := summarize(u, t1, cfg.duration)
 	res.Scenario, res.Agreement = label, ag
+	if herd != nil {
+		herd.start, herd.end = t1.start, t1.start.Add(cfg.duration)
+		res.Herd = herd
+		// Prometheus scrapes the replicas until the run's end and a little
+		// past it, as its last rule evaluations need them: proxies that are
+		// done early (their next query would fall after the end) must not
+		// take the replicas away.
+		if !sleepUntil(ctx, herd.end.Add(2*cfg.prometheus+time.Second)) {
+			return result{}, ctx.Err()
+		}
+	}
 	res.CPU = c.cpu(c.kubeDNS...).Seconds()
 	for _, p := range c.kubeDNS {
 		res.CPUEach = append(res.CPUEach, c.cpu(p).Seconds())

@@ -30,24 +30,25 @@ type result struct {
 	// Calm is the first second after which no 1-second window holds more
 	// than twice the mean second of the run's second half; -1: not within
 	// the run's last 30 s.
-	Calm       float64   `json:"calm_seconds"`
-	TTL0       float64   `json:"share_ttl_0"`
-	TTL1       float64   `json:"share_ttl_le_1"`
-	MeanTTL    float64   `json:"mean_ttl"`
-	MinQueries int       `json:"theoretical_min_queries"`
-	StaleMax   float64   `json:"max_seconds_past_zone_ttl"`
-	StaleMean  float64   `json:"mean_seconds_past_zone_ttl"`
-	Stamped    int       `json:"answers_with_the_zones_stamp"` // 0: the staleness is unknown
-	CPU        float64   `json:"kube_dns_cpu_seconds"`
-	CPUEach    []float64 `json:"kube_dns_cpu_seconds_each"`
-	CPUFront   float64   `json:"front_cpu_seconds"` // the resolver, or the node caches
-	Agreement  agreement `json:"agreement"`
-	LateP99    float64   `json:"send_late_p99_ms"`
-	LateMax    float64   `json:"send_late_max_bucket_ms"`
-	RTTP99     float64   `json:"answer_p99_ms"`
-	LabCPU     float64   `json:"lab_cpu_seconds"` // with -sequential: the lab's own CPU for this scenario
-	Upstream   *result   `json:"node_caches_to_kube_dns,omitempty"`
-	Bins       []int     `json:"queries_per_100ms"`
+	Calm       float64      `json:"calm_seconds"`
+	TTL0       float64      `json:"share_ttl_0"`
+	TTL1       float64      `json:"share_ttl_le_1"`
+	MeanTTL    float64      `json:"mean_ttl"`
+	MinQueries int          `json:"theoretical_min_queries"`
+	StaleMax   float64      `json:"max_seconds_past_zone_ttl"`
+	StaleMean  float64      `json:"mean_seconds_past_zone_ttl"`
+	Stamped    int          `json:"answers_with_the_zones_stamp"` // 0: the staleness is unknown
+	CPU        float64      `json:"kube_dns_cpu_seconds"`
+	CPUEach    []float64    `json:"kube_dns_cpu_seconds_each"`
+	CPUFront   float64      `json:"front_cpu_seconds"` // the resolver, or the node caches
+	Agreement  agreement    `json:"agreement"`
+	LateP99    float64      `json:"send_late_p99_ms"`
+	LateMax    float64      `json:"send_late_max_bucket_ms"`
+	RTTP99     float64      `json:"answer_p99_ms"`
+	LabCPU     float64      `json:"lab_cpu_seconds"` // with -sequential: the lab's own CPU for this scenario
+	Upstream   *result      `json:"node_caches_to_kube_dns,omitempty"`
+	Bins       []int        `json:"queries_per_100ms"`
+	Herd       *herdReading `json:"prometheus,omitempty"`
 }
 
 func summarize(u unit, t *tally, duration time.Duration) result {
@@ -291,7 +292,17 @@ func write(cfg config, results []result) error {
 	if err := os.WriteFile(filepath.Join(cfg.out, "summary.json"), js, 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(cfg.out, "storm.svg"), []byte(svg(cfg, results)), 0o644)
+	if err := os.WriteFile(filepath.Join(cfg.out, "storm.svg"), []byte(svg(cfg, results)), 0o644); err != nil {
+		return err
+	}
+	if cfg.prometheus == 0 {
+		return nil
+	}
+	md = "Made by `" + strings.TrimSpace("stormlab "+strings.Join(os.Args[1:], " ")) + "`.\n\n" + herdTable(cfg, results)
+	if err := os.WriteFile(filepath.Join(cfg.out, "prometheus.md"), []byte(md), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(cfg.out, "herd.svg"), []byte(herdSVG(cfg, results)), 0o644)
 }
 
 // svg draws queries per 100 ms over time, one lane per scenario (and tier),

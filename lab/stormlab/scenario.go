@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,9 +24,13 @@ type scenario struct {
 	resolver       string   // unbound or dnsmasq in front of one CoreDNS
 	zoneTTL        uint32   // the zone's TTL; 0 is the kubernetes plugin's 5 s
 	delay          time.Duration
-	node           string   // node-local scenarios: the node caches' Corefile
-	nodeVars       []string // its placeholders and values, besides PORT, SERVICE and NODE
-	baseline       bool     // kube-dns runs -baseline, another build of CoreDNS
+	node           string        // node-local scenarios: the node caches' Corefile
+	nodeVars       []string      // its placeholders and values, besides PORT, SERVICE and NODE
+	baseline       bool          // kube-dns runs -baseline, another build of CoreDNS
+	deployed       bool          // FLOOR and JITTER are deploy/kubeadm's
+	stagger        time.Duration // this scenario's proxies start spread over this long
+	switchAt       time.Duration // this long after the start, the Corefiles change:
+	switchVars     []string      // these placeholders get these values, the reload plugin picks them up
 }
 
 var scenarios = []scenario{
@@ -37,6 +43,19 @@ var scenarios = []scenario{
 	{name: "minttl_baseline", corefile: "minttl.Corefile", baseline: true, describe: "`minttl` + `cache 30`, the -baseline build"},
 	{name: "unbound", corefile: "cache.Corefile", resolver: "unbound", describe: "unbound `cache-min-ttl: 30` → `cache 30`"},
 	{name: "dnsmasq", corefile: "cache.Corefile", resolver: "dnsmasq", describe: "dnsmasq `--min-cache-ttl=30` → `cache 30`"},
+
+	// What Prometheus sees (make storm-herd): minttl measuring without
+	// raising, and kubeadm's Corefile shape (ttl 30, cluster.local not
+	// cached), observing, raising as deploy/kubeadm does, and switched from
+	// the one to the other mid-run as the rollout does.
+	{name: "observe", corefile: "observe.Corefile", describe: "`minttl { observe_only }` + `cache 30`"},
+	{name: "kubeadm_observe", corefile: "kubeadm.Corefile", zoneTTL: 30, deployed: true, vars: []string{"MODE", "observe_only"},
+		describe: "kubeadm's shape (ttl 30, no cache), minttl `observe_only`"},
+	{name: "kubeadm_minttl", corefile: "kubeadm.Corefile", zoneTTL: 30, deployed: true, vars: []string{"MODE", ""},
+		describe: "kubeadm's shape, minttl as deploy/kubeadm"},
+	{name: "kubeadm_switch", corefile: "kubeadm.Corefile", zoneTTL: 30, deployed: true, vars: []string{"MODE", "observe_only"},
+		switchAt: 16 * time.Minute, switchVars: []string{"MODE", ""},
+		describe: "kubeadm's shape, minttl `observe_only`, raising from 16 min on"},
 
 	// The seed's storm: kubeadm's TTL 30, serve_stale, and an upstream that
 	// takes a second, so every item's expiry opens a second of TTL-0 answers.
@@ -117,6 +136,14 @@ type cluster struct {
 	nodeAt   []string
 	service  *service
 	cpu0     map[*lab.Process]time.Duration
+	metrics  []string  // the kube-dns replicas' /metrics addresses
+	written  []written // the kube-dns replicas' Corefiles
+}
+
+// written is a Corefile the lab filled in, to fill in again.
+type written struct {
+	template, zonefile, dir string
+	pairs                   []string
 }
 
 // unit is one scenario at one replica count and one client count, with the
@@ -161,8 +188,16 @@ func (c *cluster) start(ctx context.Context, cfg config, u unit) error {
 	if u.baseline {
 		binary = cfg.baseline
 	}
+	vars := append([]string{"UPSTREAM", z.addr}, u.vars...)
+	if u.deployed {
+		floor, jitter, err := deployedMinttl(cfg.testdata)
+		if err != nil {
+			return err
+		}
+		vars = append(vars, "FLOOR", floor, "JITTER", jitter)
+	}
 	for r := range u.replicas {
-		addr, p, err := c.coreDNS(ctx, binary, cfg.testdata, fmt.Sprintf("kube-dns-%d", r), u.corefile, append([]string{"UPSTREAM", z.addr}, u.vars...)...)
+		addr, p, err := c.coreDNS(ctx, binary, cfg.testdata, fmt.Sprintf("kube-dns-%d", r), u.corefile, vars...)
 		if err != nil {
 			return err
 		}
@@ -223,13 +258,26 @@ func (c *cluster) coreDNS(ctx context.Context, binary, testdata, name, corefile 
 		if port, err = lab.FreePort(); err != nil {
 			return "", nil, err
 		}
-		path, err = lab.WriteCorefile(filepath.Join(testdata, "storm", corefile), filepath.Join(testdata, "cluster.local.db"), dir, append([]string{"PORT", port}, pairs...)...)
-		if err != nil {
+		w := written{filepath.Join(testdata, "storm", corefile), filepath.Join(testdata, "cluster.local.db"), dir, append([]string{"PORT", port}, pairs...)}
+		metrics := ""
+		if text, _ := os.ReadFile(w.template); strings.Contains(string(text), "METRICS") {
+			if metrics, err = lab.FreePort(); err != nil {
+				return "", nil, err
+			}
+			w.pairs = append(w.pairs, "METRICS", metrics)
+		}
+		if path, err = lab.WriteCorefile(w.template, w.zonefile, dir, w.pairs...); err != nil {
 			return "", nil, err
 		}
 		addr := "127.0.0.1:" + port
 		var p *lab.Process
 		if p, err = c.run(ctx, dir, addr, binary, "-conf", path); err == nil || ctx.Err() != nil {
+			if err == nil && strings.HasPrefix(name, "kube-dns") {
+				c.written = append(c.written, w)
+				if metrics != "" {
+					c.metrics = append(c.metrics, "127.0.0.1:"+metrics)
+				}
+			}
 			return addr, p, err
 		}
 	}
@@ -310,4 +358,40 @@ func fill(template, path string, pairs ...string) error {
 		return err
 	}
 	return os.WriteFile(path, []byte(lab.Placeholders(pairs...).Replace(string(text))), 0o600)
+}
+
+// switchAt fills in the kube-dns replicas' Corefiles again at the instant at,
+// with vars replacing their values (the first of a placeholder's values wins), as an operator edits the ConfigMap; the
+// reload plugin in the Corefile picks the change up.
+func (c *cluster) switchAt(ctx context.Context, at time.Time, vars []string) {
+	if !sleepUntil(ctx, at) {
+		return
+	}
+	for _, w := range c.written {
+		if _, err := lab.WriteCorefile(w.template, w.zonefile, w.dir, append(slices.Clone(vars), w.pairs...)...); err != nil {
+			fmt.Fprintln(os.Stderr, "stormlab: switching", w.dir, err)
+		}
+	}
+}
+
+var deployLine = regexp.MustCompile(`(?m)^\s*(floor|jitter) (\S+)\s*$`)
+
+// deployedMinttl is the floor and the jitter deploy/kubeadm's Corefile gives minttl.
+func deployedMinttl(testdata string) (floor, jitter string, err error) {
+	path := filepath.Join(testdata, "..", "deploy", "kubeadm", "Corefile")
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return "", "", err
+	}
+	for _, m := range deployLine.FindAllStringSubmatch(string(text), -1) {
+		if m[1] == "floor" {
+			floor = m[2]
+		} else {
+			jitter = m[2]
+		}
+	}
+	if floor == "" || jitter == "" {
+		return "", "", fmt.Errorf("%s: no floor and jitter for minttl", path)
+	}
+	return floor, jitter, nil
 }

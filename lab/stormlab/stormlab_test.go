@@ -115,3 +115,56 @@ func TestShortCluster(t *testing.T) {
 			kubeDNS.Upstream.MeanTTL, kubeDNS.MeanTTL, nodeMaxTTL)
 	}
 }
+
+// TestShortPrometheus runs a herd and an even load side by side, each on its
+// own CoreDNS with minttl observing (kubeadm's shape, a TTL of 10 s), and a
+// real Prometheus scraping both every second with deploy/'s rules, their
+// windows scaled to 20 s: the herd factor must tell them apart, where the
+// request rate cannot, and the alert fire for the herd alone.
+func TestShortPrometheus(t *testing.T) {
+	defer func(saved []scenario) { scenarios = saved }(scenarios)
+	scenarios = append(scenarios,
+		scenario{name: "short_herd", corefile: "kubeadm.Corefile", zoneTTL: 10, deployed: true, vars: []string{"MODE", "observe_only"}, describe: "a herd"},
+		scenario{name: "short_even", corefile: "kubeadm.Corefile", zoneTTL: 10, deployed: true, vars: []string{"MODE", "observe_only"}, stagger: 10 * time.Second, describe: "an even load"})
+	cfg := shortConfig(t)
+	cfg.clients, cfg.replicas, cfg.probe = []int{60}, []int{1}, 0
+	cfg.duration, cfg.prometheus, cfg.window = 90*time.Second, time.Second, 20*time.Second
+	cfg.rules = filepath.Join("..", "..", "deploy", "monitoring", "minttl-rules.yaml")
+	cfg.scenarios = []string{"short_herd", "short_even"}
+	results, err := run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 2 || results[0].Herd == nil || results[1].Herd == nil {
+		t.Fatalf("results %+v: want two with Prometheus readings", results)
+	}
+	herd, even := results[0].Herd, results[1].Herd
+	for _, r := range results {
+		h := r.Herd
+		t.Logf("%s: herd factor %.2f (lab p99/mean %.2f, peak/mean %.2f), mean second %.1f, %.1f requests/s, alert fired %v at %.0f s; %d queries, %d failed",
+			r.Scenario, h.HerdFactor, h.LabP99, h.LabPeak, h.MeanSecond, h.RequestRate, h.Fired, h.FiredAt, r.Queries, r.Failed)
+		if r.Failed > 0 {
+			t.Errorf("%s: %d queries failed", r.Scenario, r.Failed)
+		}
+		if ratio := h.HerdFactor / h.LabP99; !(ratio > 0.5 && ratio < 2) {
+			t.Errorf("%s: herd factor %.2f from Prometheus, %.2f from the lab's own count of the same seconds", r.Scenario, h.HerdFactor, h.LabP99)
+		}
+	}
+	if !(herd.HerdFactor > 4 && even.HerdFactor < 2.5) {
+		t.Errorf("herd factor: herd %.2f, even load %.2f; want above the alert's 4 and below 2.5", herd.HerdFactor, even.HerdFactor)
+	}
+	if !herd.Fired || even.Fired {
+		t.Errorf("MinttlDNSHerd fired for the herd: %v, for the even load: %v; want only the herd", herd.Fired, even.Fired)
+	}
+	if r := herd.RequestRate / even.RequestRate; !(r > 0.8 && r < 1.25) {
+		t.Errorf("request rates %.1f/s and %.1f/s: the herd and the even load send as many queries", herd.RequestRate, even.RequestRate)
+	}
+	if err := write(cfg, results); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"prometheus.md", "herd.svg"} {
+		if st, err := os.Stat(filepath.Join(cfg.out, f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s not written: %v", f, err)
+		}
+	}
+}
