@@ -140,10 +140,11 @@ storm-rules: coredns lab-tools
 	.bin/stormlab -baseline .bin/coredns-baseline -clients 200,2000 -replicas 3 -scenarios minttl,minttl_baseline -out results/storm-rules $(STORM_FLAGS)
 
 # kube-dns as CoreDNS's kubernetes plugin fed by a real kube-apiserver, with
-# kubeadm's and EKS's Corefiles, with and without minttl, 2 replicas, while a
-# rolling update replaces a linkerd-destination pod every 20 s (5 minutes).
+# kubeadm's and EKS's Corefiles, with and without minttl, 2 replicas (kubeadm's),
+# proxies started over 30 s, while a rolling update replaces a
+# linkerd-destination pod every 20 s (5 minutes).
 storm-kube: coredns lab-tools controlplane
-	.bin/stormlab -scenarios kube_kubeadm,kube_kubeadm_minttl,kube_eks,kube_eks_minttl -replicas 2 -churn 20s -out results/storm-kube $(STORM_FLAGS)
+	.bin/stormlab -scenarios kube_kubeadm,kube_kubeadm_minttl,kube_eks,kube_eks_minttl -replicas 2 -stagger 30s -churn 20s -out results/storm-kube $(STORM_FLAGS)
 
 # Go benchmarks (minttl beside rewrite), then the server benchmark with dnsperf.
 bench: coredns lab-tools

@@ -39,8 +39,8 @@ func startKubeadm(t *testing.T) kubeDNS {
 		t.Fatal(err)
 	}
 	s := kubeDNS{corefile: string(text)}
-	if s.floor, s.jitter, err = kube.Minttl(s.corefile); err != nil {
-		t.Fatal(err)
+	if s.floor, s.jitter, err = kube.Minttl(s.corefile); err != nil || s.floor == 0 {
+		t.Fatalf("deploy/kubeadm/Corefile: minttl floor %d (%v)", s.floor, err)
 	}
 	p, l, err := kube.RunCoreDNS(context.Background(), lab.CoreDNS, t.TempDir(), s.corefile, controlPlane.Kubeconfig)
 	if err != nil {

@@ -39,6 +39,7 @@ type config struct {
 	probe      time.Duration // how often the replicas' agreement is probed
 	scenarios  []string
 	progress   time.Duration
+	kube       kubeLab // the kube scenarios' control plane (kube.go)
 }
 
 func main() {
@@ -58,6 +59,7 @@ func main() {
 	flag.DurationVar(&cfg.probe, "probe", 5*time.Second, "how often every replica is asked the same question at once (0: never)")
 	flag.StringVar(&scenarioList, "scenarios", "", "comma-separated scenarios (default: the single-tier ones, or with -nodes the node-local ones); minttl_jPCT is minttl with jitter PCT %")
 	flag.DurationVar(&cfg.progress, "progress", 30*time.Second, "interval of the progress lines")
+	kubeFlags(&cfg.kube)
 	flag.Parse()
 	var err error
 	if cfg.replicas, err = counts(replicaList); err != nil {
@@ -142,6 +144,11 @@ func run(ctx context.Context, cfg config) ([]result, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	stopKube, err := startKube(ctx, &cfg, us)
+	if err != nil {
+		return nil, err
+	}
+	defer stopKube()
 	results := make([]result, len(us))
 	errs := make([]error, len(us))
 	runOne := func(i int) {
@@ -225,6 +232,9 @@ func runUnit(ctx context.Context, cfg config, u unit) (result, error) {
 		f.targets = func(p int) []string { return c.nodeAt[p/u.clients : p/u.clients+1] }
 	}
 	t1 := newTally(time.Now(), cfg.duration, pods*len(names))
+	if c.churn != nil {
+		f.churn = c.churn.open(t1.start, cfg.duration, len(t1.loops))
+	}
 	t2 := newTally(t1.start, cfg.duration, max(cfg.nodes, 1))
 	if c.service != nil {
 		c.service.tally.Store(t2)
@@ -238,6 +248,9 @@ func runUnit(ctx context.Context, cfg config, u unit) (result, error) {
 	}
 	res := summarize(u, t1, cfg.duration)
 	res.Scenario, res.Agreement = label, ag
+	if c.churn != nil {
+		res.Churn = c.churn.result(cfg.kube.churn)
+	}
 	res.CPU = c.cpu(c.kubeDNS...).Seconds()
 	for _, p := range c.kubeDNS {
 		res.CPUEach = append(res.CPUEach, c.cpu(p).Seconds())

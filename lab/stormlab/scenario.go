@@ -25,6 +25,9 @@ type scenario struct {
 	node           string   // node-local scenarios: the node caches' Corefile
 	nodeVars       []string // its placeholders and values, besides PORT, SERVICE and NODE
 	baseline       bool     // kube-dns runs -baseline, another build of CoreDNS
+
+	// kube scenarios (kube.go): kube-dns runs this Corefile, reading the lab's API server.
+	kube corefileSource
 }
 
 var scenarios = []scenario{
@@ -63,7 +66,7 @@ var scenarios = []scenario{
 func defaultScenarios(nodeLocal bool) []string {
 	var out []string
 	for _, s := range scenarios {
-		if (s.node != "") == nodeLocal && s.delay == 0 && !s.baseline {
+		if (s.node != "") == nodeLocal && s.delay == 0 && !s.baseline && s.kube == nil {
 			out = append(out, s.name)
 		}
 	}
@@ -116,6 +119,7 @@ type cluster struct {
 	nodes    []*lab.Process
 	nodeAt   []string
 	service  *service
+	churn    *churnWatch // kube scenarios
 	cpu0     map[*lab.Process]time.Duration
 }
 
@@ -152,6 +156,9 @@ func startCluster(ctx context.Context, cfg config, u unit) (*cluster, error) {
 }
 
 func (c *cluster) start(ctx context.Context, cfg config, u unit) error {
+	if u.kube != nil {
+		return c.startKubeDNS(ctx, cfg, u)
+	}
 	z, err := startZone(filepath.Join(cfg.testdata, "cluster.local.db"), uint32(u.validity()/time.Second), u.delay)
 	if err != nil {
 		return err

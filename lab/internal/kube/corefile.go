@@ -12,6 +12,8 @@ import (
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/minttl/minttl"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/minttl/minttl/lab/internal/lab"
 )
@@ -152,7 +154,8 @@ func runCoreDNS(ctx context.Context, binary, dir, corefile string, l Loopback) (
 
 // Minttl is the floor and jitter, in seconds, of the first minttl line of
 // corefile, as the plugin's own setup reads it (defaults included): what the
-// lab reports beside its figures instead of repeating them.
+// lab reports beside its figures instead of repeating them. Without minttl
+// both are 0.
 func Minttl(corefile string) (floor, jitter uint32, err error) {
 	var block []string
 	for _, line := range strings.Split(corefile, "\n") {
@@ -166,7 +169,7 @@ func Minttl(corefile string) (floor, jitter uint32, err error) {
 		}
 	}
 	if len(block) == 0 {
-		return 0, 0, fmt.Errorf("no minttl in:\n%s", corefile)
+		return 0, 0, nil
 	}
 	setup, err := caddy.DirectiveAction("dns", "minttl")
 	if err != nil {
@@ -181,4 +184,23 @@ func Minttl(corefile string) (floor, jitter uint32, err error) {
 		return 0, 0, errors.New("minttl's setup made no *minttl.MinTTL")
 	}
 	return m.Floor, m.Jitter, nil
+}
+
+// ManifestCorefile is the Corefile of the ConfigMap in a manifest file of one
+// or more YAML documents (deploy/kubeadm/stock/coredns.yaml: kubeadm's).
+func ManifestCorefile(path string) (string, error) {
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	for _, doc := range strings.Split(string(text), "\n---\n") {
+		var cm corev1.ConfigMap
+		if err := yaml.Unmarshal([]byte(doc), &cm); err != nil {
+			return "", fmt.Errorf("%s: %w", path, err)
+		}
+		if cm.Kind == "ConfigMap" && cm.Data["Corefile"] != "" {
+			return cm.Data["Corefile"], nil
+		}
+	}
+	return "", fmt.Errorf("%s: no ConfigMap with a Corefile", path)
 }
