@@ -108,25 +108,20 @@ func (s kubeDNS) problem(name string, pods []kube.Pod, answer []*dns.SRV, additi
 		return fmt.Sprintf("targets %v, A records for %v, want %v", got, ips, want)
 	}
 	ttl := answer[0].Hdr.Ttl
-	for _, srv := range answer {
-		for _, rr := range append([]dns.RR{srv}, asRRs(additional)...) {
-			if rr.Header().Ttl != ttl {
-				return fmt.Sprintf("more than one TTL: %s", rr)
-			}
+	for _, rr := range answer {
+		if rr.Hdr.Ttl != ttl {
+			return fmt.Sprintf("more than one TTL: %s", rr)
+		}
+	}
+	for _, rr := range additional {
+		if rr.Hdr.Ttl != ttl {
+			return fmt.Sprintf("A record at another TTL than the SRV records (%d): %s", ttl, rr)
 		}
 	}
 	if ttl < s.floor || ttl > s.floor+s.jitter {
 		return fmt.Sprintf("TTL %d, want %d..%d", ttl, s.floor, s.floor+s.jitter)
 	}
 	return ""
-}
-
-func asRRs(as []*dns.A) []dns.RR {
-	out := make([]dns.RR, len(as))
-	for i, a := range as {
-		out[i] = a
-	}
-	return out
 }
 
 // TestKubeadmServesLinkerd: deploy/kubeadm's Corefile, with the kubernetes

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -56,6 +57,7 @@ func (l *churnLog) snapshot() []churnEvent {
 type churnWatch struct {
 	log           *churnLog
 	from, until   time.Time // events written in this window count
+	end           time.Time // the run's
 	floor, jitter uint32    // minttl's in the scenario's Corefile; 0, 0 without
 	zoneTTL       uint32
 	// next is, per proxy loop, the first event it has not seen; only the
@@ -76,7 +78,7 @@ func newChurnWatch(log *churnLog, floor, jitter, zoneTTL uint32) *churnWatch {
 // minute).
 func (w *churnWatch) open(start time.Time, duration time.Duration, loops int) *churnWatch {
 	tail := min(time.Minute, duration/2)
-	w.from, w.until, w.next = start, start.Add(duration-tail), make([]int, loops)
+	w.from, w.until, w.end, w.next = start, start.Add(duration-tail), start.Add(duration), make([]int, loops)
 	return w
 }
 
@@ -129,7 +131,10 @@ type churnResult struct {
 	Interval float64 `json:"churn_interval_seconds"`
 }
 
-func (w *churnWatch) result(interval time.Duration) *churnResult {
+// result waits for the end of the run (proxies whose next query would fall
+// after it are done early, but the rolling update goes on) and sums up.
+func (w *churnWatch) result(ctx context.Context, interval time.Duration) *churnResult {
+	sleepUntil(ctx, w.end)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	r := &churnResult{Samples: len(w.delays), Missed: w.missed, Floor: w.floor, Jitter: w.jitter, ZoneTTL: w.zoneTTL, Interval: interval.Seconds()}

@@ -249,7 +249,7 @@ func runUnit(ctx context.Context, cfg config, u unit) (result, error) {
 	res := summarize(u, t1, cfg.duration)
 	res.Scenario, res.Agreement = label, ag
 	if c.churn != nil {
-		res.Churn = c.churn.result(cfg.kube.churn)
+		res.Churn = c.churn.result(ctx, cfg.kube.churn)
 	}
 	res.CPU = c.cpu(c.kubeDNS...).Seconds()
 	for _, p := range c.kubeDNS {
