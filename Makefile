@@ -30,6 +30,9 @@ CONTAINER := lab/container
 # The end-to-end tests run this binary (built from this checkout just before),
 # the image test this image and its archive (make image-archive, just before).
 TEST_ENV := MINTTL_COREDNS=$(CURDIR)/coredns MINTTL_IMAGE=$(IMAGE) MINTTL_IMAGE_ARCHIVE=$(CURDIR)/$(IMAGE_ARCHIVE)
+# ... and lab/kube its control plane (make controlplane).
+CONTROLPLANE := .bin/controlplane
+TEST_ENV += MINTTL_CONTROLPLANE=$(CURDIR)/$(CONTROLPLANE)
 # The lab builds and tests without cgo, as the static ./coredns, so a CoreDNS
 # compiled once serves all of them.
 LAB := cd lab && CGO_ENABLED=0
@@ -39,6 +42,7 @@ LAB := cd lab && CGO_ENABLED=0
 DOCS := $(LAB) $(GO) run ./docs -root ..
 
 .PHONY: docs run test compat storm storm-replicas storm-nodelocal storm-scale storm-jitter storm-rules bench fuzz soak mutation clean lab-tools image image-archive image-name deploy-test
+.PHONY: controlplane storm-kube
 
 coredns: $(SOURCES)
 	@test -n "$(ABOVE)" || { echo "plugin.cfg.example has no line after minttl's"; exit 1; }
@@ -57,9 +61,16 @@ test: coredns
 	$(GO) test -race -count=1 ./...
 	$(LAB) $(GO) vet ./...
 	$(MAKE) image-archive
+	$(MAKE) controlplane
 	$(LAB) $(TEST_ENV) $(GO) test -count=1 ./... github.com/minttl/minttl
 	$(MAKE) compat COMPAT_VERSIONS="$(COMPAT_CI)" COMPAT_OUT=$(CURDIR)/.bin/compat-ci
 	$(MAKE) deploy-test
+
+# A real control plane for the lab (docs/real-api-server.md): etcd,
+# kube-apiserver and kubectl built from the module proxy into .bin/controlplane,
+# kept while their modules (lab/controlplane) have not changed.
+controlplane:
+	lab/controlplane/build $(CURDIR)/$(CONTROLPLANE)
 
 # Each CoreDNS release of lab/compat/versions built with minttl through
 # plugin.cfg (lab/build-coredns) and checked end to end with dig.
@@ -140,6 +151,13 @@ storm-rules: coredns lab-tools
 	cd .bin/baseline/lab && CGO_ENABLED=0 $(GO) build -ldflags "-X main.placeAbove=$(ABOVE)" -o ../../coredns-baseline ./coredns
 	.bin/stormlab -baseline .bin/coredns-baseline -clients 200,2000 -replicas 3 -scenarios minttl,minttl_baseline -out results/storm-rules $(STORM_FLAGS)
 	$(DOCS) -embed
+
+# kube-dns as CoreDNS's kubernetes plugin fed by a real kube-apiserver, with
+# kubeadm's and EKS's Corefiles, with and without minttl, 2 replicas (kubeadm's),
+# proxies started over 30 s, while a rolling update replaces a
+# linkerd-destination pod every 20 s (5 minutes).
+storm-kube: coredns lab-tools controlplane
+	.bin/stormlab -scenarios kube_kubeadm,kube_kubeadm_minttl,kube_eks,kube_eks_minttl -replicas 2 -stagger 30s -churn 20s -out results/storm-kube $(STORM_FLAGS)
 
 # Go benchmarks (minttl beside rewrite), then the server benchmark with dnsperf.
 bench: coredns lab-tools

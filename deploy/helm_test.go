@@ -7,9 +7,12 @@ package deploy
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -103,5 +106,32 @@ func TestHelmValues(t *testing.T) {
 	corefile := helmCorefile(t)
 	if !strings.Contains(corefile, "    minttl linkerd.svc.cluster.local {\n        floor 31s\n") || !strings.Contains(corefile, ".:53 {\n") {
 		t.Errorf("the chart would render:\n%s", corefile)
+	}
+}
+
+// TestHelmConfigMap renders the ConfigMap the chart's templates/configmap.yaml
+// makes of the values, installed as README.md says (release coredns in
+// kube-system). With MINTTL_HELM_CONFIGMAP set it writes it there: the lab's
+// API server test (lab/kube) has the API server dry-run it.
+func TestHelmConfigMap(t *testing.T) {
+	cm := corev1.ConfigMap{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+		ObjectMeta: metav1.ObjectMeta{Name: "coredns", Namespace: "kube-system", Labels: map[string]string{
+			"app.kubernetes.io/instance": "coredns", "app.kubernetes.io/name": "coredns", "k8s-app": "coredns",
+		}},
+		Data: map[string]string{"Corefile": helmCorefile(t)},
+	}
+	text, err := yaml.Marshal(cm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back corev1.ConfigMap
+	if err := yaml.UnmarshalStrict(text, &back); err != nil || back.Data["Corefile"] != cm.Data["Corefile"] {
+		t.Fatalf("the ConfigMap does not survive YAML (%v):\n%s", err, text)
+	}
+	if path := os.Getenv("MINTTL_HELM_CONFIGMAP"); path != "" {
+		if err := os.WriteFile(path, text, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

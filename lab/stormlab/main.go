@@ -42,6 +42,7 @@ type config struct {
 	prometheus time.Duration // scrape and rule interval of the run's Prometheus; 0: none
 	rules      string        // deploy/'s rule file
 	window     time.Duration // the rules' windows: 5m as shipped, scaled down for short runs
+	kube       kubeLab       // the kube scenarios' control plane (kube.go)
 }
 
 func main() {
@@ -64,6 +65,7 @@ func main() {
 	flag.DurationVar(&cfg.prometheus, "prometheus", 0, "start a Prometheus that scrapes every kube-dns replica this often, with -rules, and report what it saw (prometheus.md, herd.svg); 0: none")
 	flag.StringVar(&cfg.rules, "rules", "deploy/monitoring/minttl-rules.yaml", "the Prometheus rules to load")
 	flag.DurationVar(&cfg.window, "rule-window", ruleWindow, "scale the rules' windows (5m herd factor, 10m alert) to this herd-factor window")
+	kubeFlags(&cfg.kube)
 	flag.Parse()
 	var err error
 	if cfg.replicas, err = counts(replicaList); err != nil {
@@ -158,6 +160,11 @@ func run(ctx context.Context, cfg config) ([]result, error) {
 		defer p.Stop()
 		prom = p
 	}
+	stopKube, err := startKube(ctx, &cfg, us)
+	if err != nil {
+		return nil, err
+	}
+	defer stopKube()
 	results := make([]result, len(us))
 	errs := make([]error, len(us))
 	runOne := func(i int) {
@@ -253,6 +260,9 @@ func runUnit(ctx context.Context, cfg config, u unit, prom *lab.Prometheus) (res
 		f.targets = func(p int) []string { return c.nodeAt[p/u.clients : p/u.clients+1] }
 	}
 	t1 := newTally(time.Now(), cfg.duration, pods*len(names))
+	if c.churn != nil {
+		f.churn = c.churn.open(t1.start, cfg.duration, len(t1.loops))
+	}
 	t2 := newTally(t1.start, cfg.duration, max(cfg.nodes, 1))
 	if c.service != nil {
 		c.service.tally.Store(t2)
@@ -282,6 +292,9 @@ func runUnit(ctx context.Context, cfg config, u unit, prom *lab.Prometheus) (res
 		if !sleepUntil(ctx, herd.end.Add(2*cfg.prometheus+time.Second)) {
 			return result{}, ctx.Err()
 		}
+	}
+	if c.churn != nil {
+		res.Churn = c.churn.result(ctx, cfg.kube.churn)
 	}
 	res.CPU = c.cpu(c.kubeDNS...).Seconds()
 	for _, p := range c.kubeDNS {

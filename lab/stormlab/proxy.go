@@ -45,6 +45,7 @@ type fleet struct {
 	targets func(c int) []string
 	// validity is how long the zone's data is valid (its TTL).
 	validity time.Duration
+	churn    *churnWatch // kube scenarios: the proxies' staleness after endpoint changes
 }
 
 // proxyAddr is proxy c of scenario index: 127.(10+index).(c/250).(c%250+1),
@@ -65,6 +66,9 @@ func simulate(ctx context.Context, cfg config, name string, f fleet, t *tally) {
 		}
 		for n, qname := range names {
 			p := proxy{cfg: cfg, loop: c*len(names) + n, src: f.source(c), targets: f.targets(c), qname: qname, validity: f.validity}
+			if qname == churnName {
+				p.churn = f.churn
+			}
 			wg.Go(func() { p.run(ctx, t, t.start.Add(delay), end, &sent) })
 		}
 	}
@@ -81,6 +85,7 @@ type proxy struct {
 	targets  []string
 	qname    string
 	validity time.Duration
+	churn    *churnWatch
 }
 
 // run resolves the way linkerd2-proxy did before its 2025 fix: resolve, sleep
@@ -108,6 +113,9 @@ func (p proxy) run(ctx context.Context, t *tally, first, end time.Time, total *a
 				wait = max(wait, fixedProxyFloor)
 			}
 			a = answer{at: now, ttl: ttl, held: wait, stamp: stampOf(resp)}
+			if p.churn != nil {
+				p.churn.saw(p.loop, resp, now.Add(rtt))
+			}
 		}
 		t.record(p.loop, a, p.validity)
 		t.timing(now.Sub(next), rtt)

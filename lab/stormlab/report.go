@@ -49,6 +49,9 @@ type result struct {
 	Upstream   *result      `json:"node_caches_to_kube_dns,omitempty"`
 	Bins       []int        `json:"queries_per_100ms"`
 	Herd       *herdReading `json:"prometheus,omitempty"`
+
+	// Churn is the kube scenarios' staleness after endpoint changes (churn.go).
+	Churn *churnResult `json:"endpoint_churn,omitempty"`
 }
 
 func summarize(u unit, t *tally, duration time.Duration) result {
@@ -159,6 +162,7 @@ func table(cfg config, results []result) string {
 			r.describe, r.Clients, r.Replicas, r.Queries, r.Per5Min, r.MinQueries, r.Peak1s, r.PeakToMean, r.PeakToMean2nd, calmText(r.Calm),
 			100*r.TTL0, 100*r.TTL1, r.MeanTTL, staleText(r), cpuText(r), agreementText(r.Agreement))
 	}
+	b.WriteString(churnTable(results))
 	b.WriteString(health(results))
 	return b.String()
 }

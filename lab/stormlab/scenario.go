@@ -31,6 +31,9 @@ type scenario struct {
 	stagger        time.Duration // this scenario's proxies start spread over this long
 	switchAt       time.Duration // this long after the start, the Corefiles change:
 	switchVars     []string      // these placeholders get these values, the reload plugin picks them up
+
+	// kube scenarios (kube.go): kube-dns runs this Corefile, reading the lab's API server.
+	kube corefileSource
 }
 
 var scenarios = []scenario{
@@ -82,7 +85,7 @@ var scenarios = []scenario{
 func defaultScenarios(nodeLocal bool) []string {
 	var out []string
 	for _, s := range scenarios {
-		if (s.node != "") == nodeLocal && s.delay == 0 && !s.baseline {
+		if (s.node != "") == nodeLocal && s.delay == 0 && !s.baseline && s.kube == nil {
 			out = append(out, s.name)
 		}
 	}
@@ -135,6 +138,7 @@ type cluster struct {
 	nodes    []*lab.Process
 	nodeAt   []string
 	service  *service
+	churn    *churnWatch // kube scenarios
 	cpu0     map[*lab.Process]time.Duration
 	metrics  []string  // the kube-dns replicas' /metrics addresses
 	written  []written // the kube-dns replicas' Corefiles
@@ -179,6 +183,9 @@ func startCluster(ctx context.Context, cfg config, u unit) (*cluster, error) {
 }
 
 func (c *cluster) start(ctx context.Context, cfg config, u unit) error {
+	if u.kube != nil {
+		return c.startKubeDNS(ctx, cfg, u)
+	}
 	z, err := startZone(filepath.Join(cfg.testdata, "cluster.local.db"), uint32(u.validity()/time.Second), u.delay)
 	if err != nil {
 		return err
