@@ -42,7 +42,7 @@ LAB := cd lab && CGO_ENABLED=0
 DOCS := $(LAB) $(GO) run ./docs -root ..
 
 .PHONY: docs run test compat storm storm-replicas storm-nodelocal storm-scale storm-jitter storm-rules bench fuzz soak mutation clean lab-tools image image-archive image-name deploy-test
-.PHONY: controlplane storm-kube
+.PHONY: controlplane storm-kube storm-herd herd-sim
 
 coredns: $(SOURCES)
 	@test -n "$(ABOVE)" || { echo "plugin.cfg.example has no line after minttl's"; exit 1; }
@@ -152,12 +152,29 @@ storm-rules: coredns lab-tools
 	.bin/stormlab -baseline .bin/coredns-baseline -clients 200,2000 -replicas 3 -scenarios minttl,minttl_baseline -out results/storm-rules $(STORM_FLAGS)
 	$(DOCS) -embed
 
+# What an operator's Prometheus sees (docs/monitoring.md): every kube-dns
+# replica scraped every 15 s with deploy/'s rules, 25 minutes (the alert needs
+# 15), kubeadm's shape switched from observe_only to raising at 16 minutes.
+storm-herd: coredns lab-tools
+	$(NEED) prometheus prometheus
+	.bin/stormlab -prometheus 15s -duration 25m -replicas 2 -scenarios cache,observe,minttl,kubeadm_observe,kubeadm_minttl,kubeadm_switch -out results/storm-herd $(STORM_FLAGS)
+	$(DOCS) -embed
+
 # kube-dns as CoreDNS's kubernetes plugin fed by a real kube-apiserver, with
 # kubeadm's and EKS's Corefiles, with and without minttl, 2 replicas (kubeadm's),
 # proxies started over 30 s, while a rolling update replaces a
 # linkerd-destination pod every 20 s (5 minutes).
 storm-kube: coredns lab-tools controlplane
 	.bin/stormlab -scenarios kube_kubeadm,kube_kubeadm_minttl,kube_eks,kube_eks_minttl -replicas 2 -stagger 30s -churn 20s -out results/storm-kube $(STORM_FLAGS)
+	$(DOCS) -embed
+
+# The herd simulation (herd_test.go): jitter settings, rules compared, pod
+# address layouts, replicas with skewed clocks, in simulated time (seconds).
+herd-sim:
+	mkdir -p results
+	$(GO) test -count=1 -run 'TestJitterSettings|TestJitterRules|TestPodLayoutsSpread|TestReplicaClockSkew' -v . | \
+		sed -e '/^=== RUN/d' -e 's/^ *[a-z_]*_test.go:[0-9]*: //' > results/herd-sim.txt
+	$(DOCS) -embed
 
 # Go benchmarks (minttl beside rewrite), then the server benchmark with dnsperf.
 bench: coredns lab-tools

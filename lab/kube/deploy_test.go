@@ -44,6 +44,7 @@ func dryRun(t *testing.T, source string, objects int, args ...string) {
 func TestOverlaysAccepted(t *testing.T) {
 	dryRun(t, "kubeadm/stock", 2, "-k", "kubeadm/stock")
 	dryRun(t, "kubeadm", 2, "-k", "kubeadm")
+	dryRun(t, "kubeadm-observe", 2, "-k", "kubeadm-observe")
 	dryRun(t, "nodelocaldns", 3, "-f", nodeLocalDNS(t))
 	dryRun(t, "helm", 1, "-f", helmConfigMap(t))
 }
@@ -101,9 +102,12 @@ func TestDryRunRefuses(t *testing.T) {
 	}
 }
 
-// TestApplyAndRollBack applies as README.md says, for real: kubeadm's stock
-// objects, the overlay, and the roll back to stock; the ConfigMap and the
-// Deployment must end as they were after the first apply.
+// TestApplyAndRollBack applies as docs/deploying-to-kubernetes.md says, for
+// real: kubeadm's stock objects, the observe_only overlay, the raise, the
+// raise off again, and the roll back to stock; switching between observing
+// and raising must change the ConfigMap alone (no new pod template, no
+// restart), and the ConfigMap and the Deployment must end as they were after
+// the first apply.
 //
 // The overlay adds no field kubeadm's objects lack: it changes two values
 // (the image, the Corefile), which any apply puts back. Whether client-side
@@ -115,8 +119,18 @@ func TestApplyAndRollBack(t *testing.T) {
 	kubectl(t, "apply", "-k", "kubeadm/stock")
 	stock := live(t)
 
+	kubectl(t, "apply", "-k", "kubeadm-observe")
+	observing := live(t)
 	kubectl(t, "apply", "-k", "kubeadm")
 	overlay := live(t)
+	if !reflect.DeepEqual(observing.deployment, overlay.deployment) || observing.configMap.Data["Corefile"] == overlay.configMap.Data["Corefile"] {
+		t.Error("switching observe_only off changed more than the ConfigMap's Corefile")
+	}
+	kubectl(t, "apply", "-k", "kubeadm-observe")
+	if back := live(t); !reflect.DeepEqual(back, observing) {
+		t.Error("switching the raise off again did not give back the observe_only objects")
+	}
+	kubectl(t, "apply", "-k", "kubeadm")
 	corefile, err := os.ReadFile(filepath.Join(deploy, "kubeadm", "Corefile"))
 	if err != nil {
 		t.Fatal(err)

@@ -28,6 +28,7 @@ type scenario struct {
 	nodeVars       []string      // its placeholders and values, besides PORT, SERVICE and NODE
 	baseline       bool          // kube-dns runs -baseline, another build of CoreDNS
 	deployed       bool          // FLOOR and JITTER are deploy/kubeadm's
+	herdOnly       bool          // for make storm-herd, not make storm
 	stagger        time.Duration // this scenario's proxies start spread over this long
 	switchAt       time.Duration // this long after the start, the Corefiles change:
 	switchVars     []string      // these placeholders get these values, the reload plugin picks them up
@@ -51,12 +52,12 @@ var scenarios = []scenario{
 	// raising, and kubeadm's Corefile shape (ttl 30, cluster.local not
 	// cached), observing, raising as deploy/kubeadm does, and switched from
 	// the one to the other mid-run as the rollout does.
-	{name: "observe", corefile: "observe.Corefile", describe: "`minttl { observe_only }` + `cache 30`"},
-	{name: "kubeadm_observe", corefile: "kubeadm.Corefile", zoneTTL: 30, deployed: true, vars: []string{"MODE", "observe_only"},
+	{herdOnly: true, name: "observe", corefile: "observe.Corefile", describe: "`minttl { observe_only }` + `cache 30`"},
+	{herdOnly: true, name: "kubeadm_observe", corefile: "kubeadm.Corefile", zoneTTL: 30, deployed: true, vars: []string{"MODE", "observe_only"},
 		describe: "kubeadm's shape (ttl 30, no cache), minttl `observe_only`"},
-	{name: "kubeadm_minttl", corefile: "kubeadm.Corefile", zoneTTL: 30, deployed: true, vars: []string{"MODE", ""},
+	{herdOnly: true, name: "kubeadm_minttl", corefile: "kubeadm.Corefile", zoneTTL: 30, deployed: true, vars: []string{"MODE", ""},
 		describe: "kubeadm's shape, minttl as deploy/kubeadm"},
-	{name: "kubeadm_switch", corefile: "kubeadm.Corefile", zoneTTL: 30, deployed: true, vars: []string{"MODE", "observe_only"},
+	{herdOnly: true, name: "kubeadm_switch", corefile: "kubeadm.Corefile", zoneTTL: 30, deployed: true, vars: []string{"MODE", "observe_only"},
 		switchAt: 16 * time.Minute, switchVars: []string{"MODE", ""},
 		describe: "kubeadm's shape, minttl `observe_only`, raising from 16 min on"},
 
@@ -85,7 +86,7 @@ var scenarios = []scenario{
 func defaultScenarios(nodeLocal bool) []string {
 	var out []string
 	for _, s := range scenarios {
-		if (s.node != "") == nodeLocal && s.delay == 0 && !s.baseline && s.kube == nil {
+		if (s.node != "") == nodeLocal && s.delay == 0 && !s.baseline && s.kube == nil && !s.herdOnly {
 			out = append(out, s.name)
 		}
 	}
