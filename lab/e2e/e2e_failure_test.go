@@ -272,16 +272,7 @@ func malformed(rng *rand.Rand, wire []byte, i int) []byte {
 // the reload plugin: the new floor takes effect without a restart, and a client
 // asking throughout loses no query.
 func TestE2EReload(t *testing.T) {
-	path, ports := corefile(t, "reload.Corefile", "PORT")
-	text, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write := func(floor string) {
-		if err := os.WriteFile(path, []byte(strings.ReplaceAll(string(text), "FLOOR", floor)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	path, ports, write := liveCorefile(t, "reload.Corefile", "FLOOR", "PORT")
 	write("30")
 	s := launch(t, path, ports)
 	addr := "127.0.0.1:" + s.ports["PORT"]
@@ -304,6 +295,7 @@ func TestE2EReload(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	asked, lost := 0, 0
 	var ttl uint32
+	var err error
 	for time.Now().Before(deadline) {
 		asked++
 		if ttl, err = ask(); err != nil {

@@ -5,7 +5,6 @@ package e2e
 // once across the reloads.
 
 import (
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -16,16 +15,7 @@ import (
 )
 
 func TestE2EObserveOnlyThroughReload(t *testing.T) {
-	path, ports := corefile(t, "observe.Corefile", "PORT", "METRICS")
-	text, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mode := func(m string) {
-		if err := os.WriteFile(path, []byte(strings.ReplaceAll(string(text), "MODE", m)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	path, ports, mode := liveCorefile(t, "observe.Corefile", "MODE", "PORT", "METRICS")
 	mode("observe_only")
 	s := launch(t, path, ports)
 	addr := "127.0.0.1:" + s.ports["PORT"]

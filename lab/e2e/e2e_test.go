@@ -51,6 +51,23 @@ func corefile(t *testing.T, name string, placeholders ...string) (string, map[st
 	return path, ports
 }
 
+// liveCorefile fills in a Corefile of testdata/e2e as corefile does, but for
+// one placeholder, which set fills in (again and again: the reload plugin
+// picks each change up).
+func liveCorefile(t *testing.T, name, live string, placeholders ...string) (path string, ports map[string]string, set func(string)) {
+	t.Helper()
+	path, ports = corefile(t, name, placeholders...)
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, ports, func(value string) {
+		if err := os.WriteFile(path, []byte(strings.ReplaceAll(string(text), live, value)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func startCoreDNS(t *testing.T, name string, placeholders ...string) *coreDNS {
 	t.Helper()
 	path, ports := corefile(t, name, placeholders...)

@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -27,18 +28,18 @@ const ruleWindow = 5 * time.Minute
 
 // herdReading is what Prometheus said of one scenario at the end of the run.
 type herdReading struct {
-	HerdFactor  float64 `json:"herd_factor"`    // deploy's recording rule, the highest of the replicas'; NaN: no minttl metric
-	MeanSecond  float64 `json:"mean_second"`    // of one replica, by the rule
-	RequestRate float64 `json:"requests_per_s"` // coredns_dns_requests_total, all replicas, over the run
-	LabP99      float64 `json:"lab_p99_to_mean"`
-	LabPeak     float64 `json:"lab_peak_to_mean"`
+	HerdFactor  reading `json:"herd_factor"`    // deploy's recording rule, the highest of the replicas'; NaN: no minttl metric
+	MeanSecond  reading `json:"mean_second"`    // of one replica, by the rule
+	RequestRate reading `json:"requests_per_s"` // coredns_dns_requests_total, all replicas, over the run
+	LabP99      reading `json:"lab_p99_to_mean"`
+	LabPeak     reading `json:"lab_peak_to_mean"`
 	Fired       bool    `json:"alert_fired"`
 	FiredAt     float64 `json:"alert_first_firing_s"` // seconds into the run; -1: never
 	// Over the run, every scrape interval: the rule's herd factor and one
 	// over the last minute, from the raw histogram.
 	Times      []float64 `json:"times_s"`
-	Factor5m   []float64 `json:"herd_factor_5m"`
-	Factor1m   []float64 `json:"herd_factor_1m"`
+	Factor5m   []reading `json:"herd_factor_5m"`
+	Factor1m   []reading `json:"herd_factor_1m"`
 	servers    string    // regular expression of the replicas' server labels
 	start, end time.Time
 }
@@ -100,16 +101,16 @@ func serverPattern(addrs []string) string {
 func readHerd(ctx context.Context, p *lab.Prometheus, cfg config, r *result, h *herdReading) error {
 	at := h.end
 	sel := fmt.Sprintf(`{server=~%q}`, h.servers)
-	one := func(expr string) (float64, error) {
+	one := func(expr string) (reading, error) {
 		samples, err := p.Query(ctx, expr, at)
 		if err != nil || len(samples) == 0 {
-			return math.NaN(), err
+			return reading(math.NaN()), err
 		}
 		best := samples[0].Value
 		for _, s := range samples[1:] {
 			best = max(best, s.Value)
 		}
-		return best, nil
+		return reading(best), nil
 	}
 	var err error
 	if h.HerdFactor, err = one("server_zone:coredns_minttl_queries_per_second:herd_factor5m" + sel); err != nil {
@@ -133,7 +134,8 @@ func readHerd(ctx context.Context, p *lab.Prometheus, cfg config, r *result, h *
 	if err := h.readSeries(ctx, p, cfg, r.Scenario); err != nil {
 		return err
 	}
-	h.LabP99, h.LabPeak = labSeconds(r.Bins, h.start, h.end.Add(-cfg.window), h.end)
+	p99, peak := labSeconds(r.Bins, h.start, h.end.Add(-cfg.window), h.end)
+	h.LabP99, h.LabPeak = reading(p99), reading(peak)
 	return nil
 }
 
@@ -147,7 +149,7 @@ func (h *herdReading) readSeries(ctx context.Context, p *lab.Prometheus, cfg con
 	five := fmt.Sprintf(`max(server_zone:coredns_minttl_queries_per_second:herd_factor5m{server=~%q})`, h.servers)
 	for _, q := range []struct {
 		expr string
-		into *[]float64
+		into *[]reading
 	}{{five, &h.Factor5m}, {oneMinute, &h.Factor1m}} {
 		series, err := p.QueryRange(ctx, q.expr, h.start, h.end, cfg.prometheus)
 		if err != nil {
@@ -160,7 +162,7 @@ func (h *herdReading) readSeries(ctx context.Context, p *lab.Prometheus, cfg con
 		}
 		for i, t := range series[0].Times {
 			h.Times = append(h.Times, t.Sub(h.start).Seconds())
-			*q.into = append(*q.into, series[0].Values[i])
+			*q.into = append(*q.into, reading(series[0].Values[i]))
 		}
 	}
 	return nil
@@ -192,6 +194,17 @@ func labSeconds(bins []int, start, from, end time.Time) (p99, peak float64) {
 	return counts[rank] / mean, counts[len(counts)-1] / mean
 }
 
+// reading is a value Prometheus gave, which may be NaN or infinite (no
+// series, a mean of 0): null in JSON, which has neither.
+type reading float64
+
+func (r reading) MarshalJSON() ([]byte, error) {
+	if f := float64(r); math.IsNaN(f) || math.IsInf(f, 0) {
+		return []byte("null"), nil
+	}
+	return json.Marshal(float64(r))
+}
+
 func promDuration(d time.Duration) string { return fmt.Sprintf("%ds", int(d.Seconds())) }
 
 // herdTable is the Prometheus table: per scenario, what the operator sees.
@@ -208,12 +221,13 @@ func herdTable(cfg config, results []result) string {
 			continue
 		}
 		fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f | %s | %.1f | %s |\n", r.describe, factorText(h.HerdFactor), h.LabP99, h.LabPeak,
-			factorText(h.MeanSecond), h.RequestRate, firedText(h))
+			factorText(h.MeanSecond), float64(h.RequestRate), firedText(h))
 	}
 	return b.String()
 }
 
-func factorText(v float64) string {
+func factorText(r reading) string {
+	v := float64(r)
 	if math.IsNaN(v) {
 		return "– (no minttl)"
 	}
@@ -252,13 +266,13 @@ func herdSVG(cfg config, results []result) string {
 		fmt.Fprintf(&b, `<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#ccc"/>`+"\n", left, y0, left+width, y0)
 		fmt.Fprintf(&b, `<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#999" stroke-dasharray="4 4"/>`+"\n", left, y(y0, 4), left+width, y(y0, 4))
 		for _, s := range []struct {
-			values []float64
+			values []reading
 			color  string
 		}{{h.Factor1m, "#aaa"}, {h.Factor5m, "#c0392b"}} {
 			var pts strings.Builder
 			for j, v := range s.values {
-				if j < len(h.Times) && !math.IsNaN(v) && !math.IsInf(v, 0) {
-					fmt.Fprintf(&pts, "%.1f,%.1f ", left+width*h.Times[j]/cfg.duration.Seconds(), y(y0, v))
+				if f := float64(v); j < len(h.Times) && !math.IsNaN(f) && !math.IsInf(f, 0) {
+					fmt.Fprintf(&pts, "%.1f,%.1f ", left+width*h.Times[j]/cfg.duration.Seconds(), y(y0, f))
 				}
 			}
 			fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.5" points="%s"/>`+"\n", s.color, pts.String())

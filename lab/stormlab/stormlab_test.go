@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -146,7 +149,7 @@ func TestShortPrometheus(t *testing.T) {
 		if r.Failed > 0 {
 			t.Errorf("%s: %d queries failed", r.Scenario, r.Failed)
 		}
-		if ratio := h.HerdFactor / h.LabP99; !(ratio > 0.5 && ratio < 2) {
+		if ratio := float64(h.HerdFactor / h.LabP99); !(ratio > 0.5 && ratio < 2) {
 			t.Errorf("%s: herd factor %.2f from Prometheus, %.2f from the lab's own count of the same seconds", r.Scenario, h.HerdFactor, h.LabP99)
 		}
 	}
@@ -156,7 +159,7 @@ func TestShortPrometheus(t *testing.T) {
 	if !herd.Fired || even.Fired {
 		t.Errorf("MinttlDNSHerd fired for the herd: %v, for the even load: %v; want only the herd", herd.Fired, even.Fired)
 	}
-	if r := herd.RequestRate / even.RequestRate; !(r > 0.8 && r < 1.25) {
+	if r := float64(herd.RequestRate / even.RequestRate); !(r > 0.8 && r < 1.25) {
 		t.Errorf("request rates %.1f/s and %.1f/s: the herd and the even load send as many queries", herd.RequestRate, even.RequestRate)
 	}
 	if err := write(cfg, results); err != nil {
@@ -165,6 +168,21 @@ func TestShortPrometheus(t *testing.T) {
 	for _, f := range []string{"prometheus.md", "herd.svg"} {
 		if st, err := os.Stat(filepath.Join(cfg.out, f)); err != nil || st.Size() == 0 {
 			t.Errorf("%s not written: %v", f, err)
+		}
+	}
+}
+
+// TestHerdReadingJSON: a scenario without minttl has no herd factor (NaN),
+// which summary.json writes as null.
+func TestHerdReadingJSON(t *testing.T) {
+	r := result{Herd: &herdReading{HerdFactor: reading(math.NaN()), MeanSecond: reading(math.Inf(1)), LabP99: 2.5, Factor5m: []reading{reading(math.NaN()), 3}}}
+	js, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"herd_factor":null`, `"mean_second":null`, `"lab_p99_to_mean":2.5`, `"herd_factor_5m":[null,3]`} {
+		if !strings.Contains(string(js), want) {
+			t.Errorf("%s lacks %s", js, want)
 		}
 	}
 }
