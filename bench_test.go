@@ -125,6 +125,10 @@ func BenchmarkHandler(b *testing.B) {
 		for _, p := range plugins {
 			b.Run("resp="+r.name+"/plugin="+p.directive, func(b *testing.B) {
 				h := handlerFor(b, p.directive, p.input, held{msg: r.msg})
+				if m, ok := h.(*MinTTL); ok { // as the server's start does
+					m.ticker.start(m.clock)
+					b.Cleanup(m.ticker.halt)
+				}
 				req := new(dns.Msg)
 				req.SetQuestion(r.msg.Question[0].Name, r.msg.Question[0].Qtype)
 				w := newSink("10.244.0.7")

@@ -54,7 +54,8 @@ func (c *copier) section(rrs []dns.RR) []dns.RR {
 	return out
 }
 
-// withTTL returns a copy of rr carrying ttl (and, an SOA, minimum); at most
+// withTTL returns a copy of rr carrying ttl (and, an SOA, MINIMUM minimum
+// unless 0); at most
 // left more records of the section may follow. Only the header changes, so
 // A, AAAA and SRV records are copied shallowly: their rdata (IP slices,
 // strings) is shared with rr and never written. Other types get a deep copy
@@ -72,8 +73,8 @@ func (c *copier) withTTL(rr dns.RR, ttl, minimum uint32, left int) dns.RR {
 		cp = dns.Copy(rr)
 	}
 	cp.Header().Ttl = ttl
-	if soa, ok := cp.(*dns.SOA); ok {
-		soa.Minttl = minimum
+	if minimum != 0 {
+		cp.(*dns.SOA).Minttl = minimum
 	}
 	return cp
 }

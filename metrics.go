@@ -51,7 +51,12 @@ var (
 // count counts a query of server and zone into its second and returns the
 // counters of server and zone.
 func (m *MinTTL) count(server, zone string) *zoneCounters {
-	now := m.clock().Unix()
+	// The second the ticker published, or the clock's while none runs (a
+	// handler built without setup).
+	now := m.ticker.second.Load()
+	if now == 0 {
+		now = m.clock().Unix()
+	}
 	z := m.countersFor(server, zone, now)
 	z.window.add(now)
 	return z

@@ -1074,7 +1074,7 @@ func TestGroupedRRsetsAgreeWithPairs(t *testing.T) {
 		pairs := rrsets{rrs: rrs}
 		for i, rr := range rrs {
 			lv := sc.levelOf(rrsetType(rr))
-			if g, p := grouped.spanOf(i, lv), pairs.spanOf(i, lv); g != p {
+			if g, p := grouped.spanOf(i, lv, rr.Header().Ttl), pairs.spanOf(i, lv, rr.Header().Ttl); g != p {
 				t.Fatalf("%s: grouped %+v, pair by pair %+v", rr, g, p)
 			}
 		}

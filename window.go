@@ -85,12 +85,14 @@ func (w *window) closed(old uint64, now int64) {
 
 func second(state uint64) int64 { return int64(state >> countBits) }
 
-// ticker is one handler's: once a second it closes the windows
-// the handler has counted into, so that a quiet second is observed on time,
-// not when the next query comes. It runs from the server's start to its
-// shutdown, reloads included: the old handler's ticker stops, the new one's
-// starts.
+// ticker is one handler's: at every turn of a wall-clock second it publishes
+// the new second, which the handler counts its queries in (an atomic load
+// where a clock read would cost more), and closes the windows the handler has
+// counted into, so that a quiet second is observed on time, not when the next
+// query comes. It runs from the server's start to its shutdown, reloads
+// included: the old handler's ticker stops, the new one's starts.
 type ticker struct {
+	second  atomic.Int64 // the current Unix second; 0 while the ticker does not run
 	windows atomic.Pointer[[]*window]
 	mu      sync.Mutex
 	stop    chan struct{}
@@ -131,19 +133,31 @@ func contains(ws []*window, w *window) bool {
 // start starts the ticker; clock is the handler's clock.
 func (s *ticker) start(clock func() time.Time) {
 	s.stop, s.done = make(chan struct{}), make(chan struct{})
+	s.second.Store(clock().Unix())
 	go func() {
 		defer close(s.done)
-		t := time.NewTicker(time.Second)
+		defer s.second.Store(0)
+		t := time.NewTimer(untilNextSecond(clock()))
 		defer t.Stop()
 		for {
 			select {
 			case <-s.stop:
 				return
 			case <-t.C:
-				s.tick(clock().Unix())
+				now := clock()
+				s.second.Store(now.Unix())
+				s.tick(now.Unix())
+				t.Reset(untilNextSecond(now))
 			}
 		}
 	}()
+}
+
+// untilNextSecond is how long from now until the next second begins, a
+// millisecond into it, so that a timer firing a little early still finds
+// the new second.
+func untilNextSecond(now time.Time) time.Duration {
+	return now.Truncate(time.Second).Add(time.Second + time.Millisecond).Sub(now)
 }
 
 func (s *ticker) tick(now int64) {

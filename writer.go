@@ -48,12 +48,13 @@ func (l *level) aim(key uint64, now int64, jitter uint32) {
 	l.target = l.floor + jitterFor(key, now, l.floor, jitter)
 }
 
-// clientTTL is how long a client caches rr: its TTL or, for an SOA whose
-// MINIMUM is raised at this level, the smaller of its TTL and MINIMUM.
-func (l level) clientTTL(rr dns.RR) uint32 {
-	ttl := rr.Header().Ttl
-	if soa, ok := rr.(*dns.SOA); ok && l.minimum {
-		return min(ttl, soa.Minttl)
+// clientTTL is how long a client caches rr, whose TTL is ttl: that, or for
+// an SOA whose MINIMUM is raised at this level, the smaller of ttl and MINIMUM.
+func (l level) clientTTL(rr dns.RR, ttl uint32) uint32 {
+	if l.minimum {
+		if soa, ok := rr.(*dns.SOA); ok {
+			return min(ttl, soa.Minttl)
+		}
 	}
 	return ttl
 }
@@ -183,19 +184,32 @@ func typeIn(t uint16, types []uint16) bool {
 // caches for less than its floor, in an RRset without a TTL above 2^31-1.
 // Only a section that holds both kinds needs its RRsets told apart.
 func needsRaise(rrs []dns.RR, sc scope) bool {
-	low, spoiled := false, false
 	for _, rr := range rrs {
 		lv := sc.levelOf(rrsetType(rr))
-		low = low || lv.clientTTL(rr) < lv.floor
-		spoiled = spoiled || rr.Header().Ttl > maxTTL
+		if lv.clientTTL(rr, rr.Header().Ttl) < lv.floor {
+			return !aboveMaxTTL(rrs) || lowInSoundRRset(rrs, sc)
+		}
 	}
-	if !low || !spoiled {
-		return low
+	return false
+}
+
+func aboveMaxTTL(rrs []dns.RR) bool {
+	for _, rr := range rrs {
+		if rr.Header().Ttl > maxTTL {
+			return true
+		}
 	}
+	return false
+}
+
+// lowInSoundRRset reports whether a record of rrs that a client caches for
+// less than its floor is in an RRset without a TTL above 2^31-1.
+func lowInSoundRRset(rrs []dns.RR, sc scope) bool {
 	sets := rrsetsOf(rrs, sc)
 	for i, rr := range rrs {
+		ttl := rr.Header().Ttl
 		lv := sc.levelOf(rrsetType(rr))
-		if lv.clientTTL(rr) < lv.floor && sets.spanOf(i, lv).highest <= maxTTL {
+		if lv.clientTTL(rr, ttl) < lv.floor && sets.spanOf(i, lv, ttl).highest <= maxTTL {
 			return true
 		}
 	}
@@ -214,17 +228,26 @@ func (c *copier) raiseSection(rrs []dns.RR, sc scope) []dns.RR {
 		if lv.floor == 0 {
 			continue
 		}
-		if rr.Header().Ttl == 0 {
+		ttl := rr.Header().Ttl
+		if ttl == 0 {
 			c.zero++
 		}
-		ttl, minimum, changed := lv.raised(rr, sets.spanOf(i, lv))
-		if !changed {
+		set := span{lv.clientTTL(rr, ttl), ttl} // in a uniform section, the record is its RRset's span
+		if !sets.uniform {
+			set = sets.spanOf(i, lv, ttl)
+		}
+		next, raise := lv.raised(set)
+		if !raise {
+			continue
+		}
+		minimum := lv.minimumRaised(rr)
+		if next == ttl && minimum == 0 {
 			continue
 		}
 		if !copied {
 			out, copied = c.section(rrs), true
 		}
-		out[i] = c.withTTL(rr, ttl, minimum, len(rrs)-i)
+		out[i] = c.withTTL(rr, next, minimum, len(rrs)-i)
 		c.count(rr.Header().Rrtype)
 	}
 	return out
@@ -234,25 +257,27 @@ func (c *copier) raiseSection(rrs []dns.RR, sc scope) []dns.RR {
 // caches one of its records for, and its highest TTL.
 type span struct{ lowest, highest uint32 }
 
-// raised returns the TTL and the SOA MINIMUM (0 for other types) rr leaves
-// with, its RRset spanning set, and whether either changes. An RRset holding
-// a TTL above 2^31-1 is left as it came (RFC 2181 §8 reads such a TTL as 0):
-// raising the others to it would spread the error.
-func (l level) raised(rr dns.RR, set span) (ttl, minimum uint32, changed bool) {
-	ttl = rr.Header().Ttl
-	soa, isSOA := rr.(*dns.SOA)
-	if isSOA {
-		minimum = soa.Minttl
-	}
+// raised returns the TTL the RRset spanning set leaves with, or false when
+// it is left as it came: nothing in it below the floor, or a TTL above 2^31-1
+// (RFC 2181 §8 reads such a TTL as 0: raising the others to it would spread
+// the error).
+func (l level) raised(set span) (uint32, bool) {
 	if set.lowest >= l.floor || set.highest > maxTTL {
-		return ttl, minimum, false
+		return 0, false
 	}
-	next := max(l.target, set.highest)
-	if isSOA && l.minimum && minimum < l.floor {
-		minimum = l.target
-		changed = true
+	return max(l.target, set.highest), true
+}
+
+// minimumRaised is the MINIMUM rr leaves with when its RRset is raised at
+// this level: the target for an SOA whose MINIMUM is below the floor, or 0
+// when rr keeps its own.
+func (l level) minimumRaised(rr dns.RR) uint32 {
+	if l.minimum {
+		if soa, ok := rr.(*dns.SOA); ok && soa.Minttl < l.floor {
+			return l.target
+		}
 	}
-	return next, minimum, changed || next != ttl
+	return 0
 }
 
 // rrsets tells which RRset each record of a section belongs to. Most
@@ -278,12 +303,12 @@ func rrsetsOf(rrs []dns.RR, sc scope) rrsets {
 	return sets
 }
 
-// spanOf is the span of the RRset of rrs[i], whose level is lv.
-func (s rrsets) spanOf(i int, lv level) span {
+// spanOf is the span of the RRset of rrs[i], whose level is lv and TTL ttl.
+func (s *rrsets) spanOf(i int, lv level, ttl uint32) span {
 	rr := s.rrs[i]
 	switch {
 	case s.uniform:
-		return span{lv.clientTTL(rr), rr.Header().Ttl}
+		return span{lv.clientTTL(rr, ttl), ttl}
 	case s.grouped != nil:
 		return s.grouped[keyOf(rr)]
 	}
@@ -291,7 +316,8 @@ func (s rrsets) spanOf(i int, lv level) span {
 	set := span{lowest: ^uint32(0)}
 	for _, o := range s.rrs {
 		if sameRRset(h, t, o) {
-			set = set.with(lv.clientTTL(o), o.Header().Ttl)
+			ttl := o.Header().Ttl
+			set = set.with(lv.clientTTL(o, ttl), ttl)
 		}
 	}
 	return set
@@ -320,12 +346,12 @@ func group(rrs []dns.RR, sc scope) map[rrsetKey]span {
 		if lv.floor == 0 {
 			continue
 		}
-		k := keyOf(rr)
+		k, ttl := keyOf(rr), rr.Header().Ttl
 		set, seen := sets[k]
 		if !seen {
 			set.lowest = ^uint32(0)
 		}
-		sets[k] = set.with(lv.clientTTL(rr), rr.Header().Ttl)
+		sets[k] = set.with(lv.clientTTL(rr, ttl), ttl)
 	}
 	return sets
 }
