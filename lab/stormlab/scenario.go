@@ -7,11 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/minttl/minttl/lab/internal/kube"
 	"github.com/minttl/minttl/lab/internal/lab"
 )
 
@@ -382,24 +382,13 @@ func (c *cluster) switchAt(ctx context.Context, at time.Time, vars []string) {
 	}
 }
 
-var deployLine = regexp.MustCompile(`(?m)^\s*(floor|jitter) (\S+)\s*$`)
-
-// deployedMinttl is the floor and the jitter deploy/kubeadm's Corefile gives minttl.
+// deployedMinttl is the floor and the jitter deploy/kubeadm's Corefile gives
+// minttl, as minttl's setup reads them.
 func deployedMinttl(testdata string) (floor, jitter string, err error) {
-	path := filepath.Join(testdata, "..", "deploy", "kubeadm", "Corefile")
-	text, err := os.ReadFile(path)
+	text, err := os.ReadFile(filepath.Join(testdata, "..", "deploy", "kubeadm", "Corefile"))
 	if err != nil {
 		return "", "", err
 	}
-	for _, m := range deployLine.FindAllStringSubmatch(string(text), -1) {
-		if m[1] == "floor" {
-			floor = m[2]
-		} else {
-			jitter = m[2]
-		}
-	}
-	if floor == "" || jitter == "" {
-		return "", "", fmt.Errorf("%s: no floor and jitter for minttl", path)
-	}
-	return floor, jitter, nil
+	f, j, err := kube.Minttl(string(text))
+	return fmt.Sprintf("%ds", f), fmt.Sprintf("%ds", j), err
 }
