@@ -34,6 +34,7 @@ type herdReading struct {
 	LabP99      reading `json:"lab_p99_to_mean"`
 	LabPeak     reading `json:"lab_peak_to_mean"`
 	Fired       bool    `json:"alert_fired"`
+	CalmAt      float64 `json:"calm_by_the_metric_s"` // from when on the herd factor over a minute stays below 2; -1: never
 	FiredAt     float64 `json:"alert_first_firing_s"` // seconds into the run; -1: never
 	// Over the run, every scrape interval: the rule's herd factor and one
 	// over the last minute, from the raw histogram.
@@ -134,6 +135,7 @@ func readHerd(ctx context.Context, p *lab.Prometheus, cfg config, r *result, h *
 	if err := h.readSeries(ctx, p, cfg, r.Scenario); err != nil {
 		return err
 	}
+	h.CalmAt = calmAt(h.Times, h.Factor1m)
 	p99, peak := labSeconds(r.Bins, h.start, h.end.Add(-cfg.window), h.end)
 	h.LabP99, h.LabPeak = reading(p99), reading(peak)
 	return nil
@@ -142,7 +144,7 @@ func readHerd(ctx context.Context, p *lab.Prometheus, cfg config, r *result, h *
 // readSeries reads the herd factor over the run, every scrape interval: the
 // rule's (5 minutes) and one over the last minute, all replicas together.
 func (h *herdReading) readSeries(ctx context.Context, p *lab.Prometheus, cfg config, scenario string) error {
-	short := promDuration(max(cfg.window/5, 4*cfg.prometheus))
+	short := promDuration(shortWindow(cfg))
 	sel := fmt.Sprintf(`{scenario=%q}`, scenario)
 	oneMinute := fmt.Sprintf(`histogram_quantile(0.99, sum by (le) (rate(coredns_minttl_queries_per_second_bucket%s[%s]))) / (sum(rate(coredns_minttl_queries_per_second_sum%s[%s])) / sum(rate(coredns_minttl_queries_per_second_count%s[%s])) > 0)`,
 		sel, short, sel, short, sel, short)
@@ -166,6 +168,25 @@ func (h *herdReading) readSeries(ctx context.Context, p *lab.Prometheus, cfg con
 		}
 	}
 	return nil
+}
+
+// shortWindow is the window of the herd factor that shows the calm: a fifth
+// of the rules' (a minute), and at least 4 scrapes.
+func shortWindow(cfg config) time.Duration { return max(cfg.window/5, 4*cfg.prometheus) }
+
+// calmAt is the time from which on factors stay below 2 (those that exist),
+// or -1 if the last one does not.
+func calmAt(times []float64, factors []reading) float64 {
+	calm := 0.0
+	for i, f := range factors {
+		if v := float64(f); !math.IsNaN(v) && v >= 2 {
+			if i == len(factors)-1 {
+				return -1
+			}
+			calm = times[i+1]
+		}
+	}
+	return calm
 }
 
 // labSeconds is the lab's own reading of the seconds from `from` to end:
@@ -213,15 +234,15 @@ func herdTable(cfg config, results []result) string {
 	b.WriteString(runLine(cfg))
 	fmt.Fprintf(&b, "Prometheus scraped every kube-dns replica every %s with deploy/monitoring/minttl-rules.yaml (windows %s); readings at the end of the run, over its last %s.\n\n",
 		cfg.prometheus, cfg.window, cfg.window)
-	b.WriteString("| scenario | herd factor (rule, p99 / mean second) | lab: p99 / mean second | lab: peak / mean second | mean second (rule) | requests/s over the run (coredns_dns_requests_total) | MinttlDNSHerd fired |\n")
-	b.WriteString("|---|--:|--:|--:|--:|--:|--|\n")
+	b.WriteString("| scenario | herd factor (rule, p99 / mean second) | lab: p99 / mean second | lab: peak / mean second | mean second (rule) | requests/s over the run (coredns_dns_requests_total) | MinttlDNSHerd fired | herd factor over " + promDuration(shortWindow(cfg)) + " below 2 from |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--|--:|\n")
 	for _, r := range results {
 		h := r.Herd
 		if h == nil {
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f | %s | %.1f | %s |\n", r.describe, factorText(h.HerdFactor), h.LabP99, h.LabPeak,
-			factorText(h.MeanSecond), float64(h.RequestRate), firedText(h))
+		fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f | %s | %.1f | %s | %s |\n", r.describe, factorText(h.HerdFactor), h.LabP99, h.LabPeak,
+			factorText(h.MeanSecond), float64(h.RequestRate), firedText(h), calmAtText(h))
 	}
 	return b.String()
 }
@@ -232,6 +253,16 @@ func factorText(r reading) string {
 		return "– (no minttl)"
 	}
 	return fmt.Sprintf("%.1f", v)
+}
+
+func calmAtText(h *herdReading) string {
+	switch {
+	case math.IsNaN(float64(h.HerdFactor)):
+		return "–"
+	case h.CalmAt < 0:
+		return "never"
+	}
+	return fmt.Sprintf("%.0f s", h.CalmAt)
 }
 
 func firedText(h *herdReading) string {
@@ -256,7 +287,7 @@ func herdSVG(cfg config, results []result) string {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="12">`+"\n", left+width+20, height)
 	b.WriteString(`<rect width="100%" height="100%" fill="white"/>` + "\n")
 	fmt.Fprintf(&b, `<text x="%.0f" y="18" font-size="14">Herd factor from Prometheus (log scale 1 to 64): red, the rule over %s; grey, over %s; dashed, the alert's 4</text>`+"\n",
-		left, cfg.window, promDuration(max(cfg.window/5, 4*cfg.prometheus)))
+		left, cfg.window, promDuration(shortWindow(cfg)))
 	y := func(y0, v float64) float64 { return y0 - (lane-20)*math.Log2(min(max(v, 1), 64))/6 }
 	for i, r := range rs {
 		h := r.Herd

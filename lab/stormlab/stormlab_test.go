@@ -186,3 +186,20 @@ func TestHerdReadingJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestCalmAt(t *testing.T) {
+	times := []float64{0, 15, 30, 45, 60}
+	nan := reading(math.NaN())
+	for _, tc := range []struct {
+		factors []reading
+		want    float64
+	}{
+		{[]reading{nan, 30, 12, 1.5, 1.2}, 45},
+		{[]reading{nan, 1.2, 1.3, 1.1, 1.4}, 0},
+		{[]reading{nan, 30, 1, 1, 3}, -1},
+	} {
+		if got := calmAt(times, tc.factors); got != tc.want {
+			t.Errorf("calmAt(%v) = %v, want %v", tc.factors, got, tc.want)
+		}
+	}
+}
