@@ -2,6 +2,7 @@ package minttl
 
 import (
 	"maps"
+	"math"
 	"sync"
 	"sync/atomic"
 
@@ -43,10 +44,25 @@ var (
 		Subsystem:                   "minttl",
 		Name:                        "queries_per_second",
 		Help:                        "Histogram of the number of queries in the zone in each second, quiet seconds as 0.",
-		Buckets:                     prometheus.ExponentialBuckets(1, 2, 18), // 1 to 131,072
+		Buckets:                     perSecondBuckets(),
 		NativeHistogramBucketFactor: plugin.NativeHistogramBucketFactor,
 	}, []string{"server", "zone"})
 )
+
+// perSecondBuckets are √2 apart from 1 to 131,072 (2, 2.828, 4, 5.657, ...):
+// the herd factor's percentile is interpolated within a bucket, and doubling
+// buckets read an even load at up to twice its busiest second.
+func perSecondBuckets() []float64 {
+	buckets := make([]float64, 35)
+	for i := range buckets {
+		b := math.Ldexp(1, i/2)
+		if i%2 == 1 {
+			b = math.Round(b*math.Sqrt2*1000) / 1000
+		}
+		buckets[i] = b
+	}
+	return buckets
+}
 
 // count counts a query of server and zone into its second and returns the
 // counters of server and zone.

@@ -244,6 +244,11 @@ func TestQueriesPerSecondExposed(t *testing.T) {
 			if len(buckets) == 0 || buckets[0].GetUpperBound() != 1 || buckets[len(buckets)-1].GetUpperBound() < 100_000 {
 				t.Errorf("buckets %v, want 1 to at least 100,000", buckets)
 			}
+			for i := 1; i < len(buckets); i++ {
+				if r := buckets[i].GetUpperBound() / buckets[i-1].GetUpperBound(); r > 1.42 {
+					t.Errorf("buckets %v and %v are %.2f apart: the herd factor's percentile would be off by as much", buckets[i-1].GetUpperBound(), buckets[i].GetUpperBound(), r)
+				}
+			}
 			if h.GetSampleCount() != 2 || h.GetSampleSum() != 100_000 {
 				t.Errorf("%d seconds, %v queries, want 2 and 100,000", h.GetSampleCount(), h.GetSampleSum())
 			}

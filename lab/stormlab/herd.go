@@ -22,6 +22,9 @@ import (
 	"github.com/minttl/minttl/lab/internal/lab"
 )
 
+// herdThreshold is MinttlDNSHerd's herd factor (deploy/monitoring).
+const herdThreshold = 3
+
 // ruleWindow is the window of deploy/'s rules: herd factors over 5 minutes,
 // alerts after 10.
 const ruleWindow = 5 * time.Minute
@@ -36,12 +39,14 @@ type herdReading struct {
 	Fired       bool    `json:"alert_fired"`
 	CalmAt      float64 `json:"calm_by_the_metric_s"` // from when on the herd factor over a minute stays below 2; -1: never
 	FiredAt     float64 `json:"alert_first_firing_s"` // seconds into the run; -1: never
+	FiredUntil  float64 `json:"alert_last_firing_s"`  // the last second it fired; the run's end: still firing
 	// Over the run, every scrape interval: the rule's herd factor and one
 	// over the last minute, from the raw histogram.
 	Times      []float64 `json:"times_s"`
 	Factor5m   []reading `json:"herd_factor_5m"`
 	Factor1m   []reading `json:"herd_factor_1m"`
 	servers    string    // regular expression of the replicas' server labels
+	step       float64   // the scrape interval, seconds
 	start, end time.Time
 }
 
@@ -124,13 +129,15 @@ func readHerd(ctx context.Context, p *lab.Prometheus, cfg config, r *result, h *
 	if h.RequestRate, err = one(fmt.Sprintf(`sum(rate(coredns_dns_requests_total{scenario=%q}[%s]))`, r.Scenario, run)); err != nil {
 		return err
 	}
+	h.step = cfg.prometheus.Seconds()
 	fired, err := p.QueryRange(ctx, fmt.Sprintf(`max(ALERTS{alertname="MinttlDNSHerd",alertstate="firing",server=~%q})`, h.servers), h.start, h.end, cfg.prometheus)
 	if err != nil {
 		return err
 	}
 	h.FiredAt = -1
 	if len(fired) > 0 && len(fired[0].Times) > 0 {
-		h.Fired, h.FiredAt = true, fired[0].Times[0].Sub(h.start).Seconds()
+		times := fired[0].Times
+		h.Fired, h.FiredAt, h.FiredUntil = true, times[0].Sub(h.start).Seconds(), times[len(times)-1].Sub(h.start).Seconds()
 	}
 	if err := h.readSeries(ctx, p, cfg, r.Scenario); err != nil {
 		return err
@@ -266,10 +273,13 @@ func calmAtText(h *herdReading) string {
 }
 
 func firedText(h *herdReading) string {
-	if !h.Fired {
+	switch {
+	case !h.Fired:
 		return "no"
+	case h.FiredUntil >= h.end.Sub(h.start).Seconds()-h.step:
+		return fmt.Sprintf("from %.0f s to the end", h.FiredAt)
 	}
-	return fmt.Sprintf("yes, from %.0f s", h.FiredAt)
+	return fmt.Sprintf("from %.0f s to %.0f s", h.FiredAt, h.FiredUntil)
 }
 
 // herdSVG draws the herd factor over the run, one lane per scenario: the
@@ -286,8 +296,8 @@ func herdSVG(cfg config, results []result) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="12">`+"\n", left+width+20, height)
 	b.WriteString(`<rect width="100%" height="100%" fill="white"/>` + "\n")
-	fmt.Fprintf(&b, `<text x="%.0f" y="18" font-size="14">Herd factor from Prometheus (log scale 1 to 64): red, the rule over %s; grey, over %s; dashed, the alert's 4</text>`+"\n",
-		left, cfg.window, promDuration(shortWindow(cfg)))
+	fmt.Fprintf(&b, `<text x="%.0f" y="18" font-size="14">Herd factor from Prometheus (log scale 1 to 64): red, the rule over %s; grey, over %s; dashed, the alert's %d</text>`+"\n",
+		left, cfg.window, promDuration(shortWindow(cfg)), herdThreshold)
 	y := func(y0, v float64) float64 { return y0 - (lane-20)*math.Log2(min(max(v, 1), 64))/6 }
 	for i, r := range rs {
 		h := r.Herd
@@ -295,7 +305,7 @@ func herdSVG(cfg config, results []result) string {
 		fmt.Fprintf(&b, `<text x="5" y="%.0f">%s</text>`+"\n", y0-lane/2+10, escape(r.Scenario))
 		fmt.Fprintf(&b, `<text x="5" y="%.0f" fill="#555">at the end %s; alert %s</text>`+"\n", y0-lane/2+26, factorText(h.HerdFactor), firedText(h))
 		fmt.Fprintf(&b, `<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#ccc"/>`+"\n", left, y0, left+width, y0)
-		fmt.Fprintf(&b, `<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#999" stroke-dasharray="4 4"/>`+"\n", left, y(y0, 4), left+width, y(y0, 4))
+		fmt.Fprintf(&b, `<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#999" stroke-dasharray="4 4"/>`+"\n", left, y(y0, herdThreshold), left+width, y(y0, herdThreshold))
 		for _, s := range []struct {
 			values []reading
 			color  string

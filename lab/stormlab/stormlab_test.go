@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -153,8 +155,8 @@ func TestShortPrometheus(t *testing.T) {
 			t.Errorf("%s: herd factor %.2f from Prometheus, %.2f from the lab's own count of the same seconds", r.Scenario, h.HerdFactor, h.LabP99)
 		}
 	}
-	if !(herd.HerdFactor > 4 && even.HerdFactor < 2.5) {
-		t.Errorf("herd factor: herd %.2f, even load %.2f; want above the alert's 4 and below 2.5", herd.HerdFactor, even.HerdFactor)
+	if !(herd.HerdFactor > herdThreshold && even.HerdFactor < 2) {
+		t.Errorf("herd factor: herd %.2f, even load %.2f; want above the alert's %d and below 2", herd.HerdFactor, even.HerdFactor, herdThreshold)
 	}
 	if !herd.Fired || even.Fired {
 		t.Errorf("MinttlDNSHerd fired for the herd: %v, for the even load: %v; want only the herd", herd.Fired, even.Fired)
@@ -201,5 +203,17 @@ func TestCalmAt(t *testing.T) {
 		if got := calmAt(times, tc.factors); got != tc.want {
 			t.Errorf("calmAt(%v) = %v, want %v", tc.factors, got, tc.want)
 		}
+	}
+}
+
+// TestHerdThresholdIsDeploys: the lab's reading of MinttlDNSHerd is deploy/'s.
+func TestHerdThresholdIsDeploys(t *testing.T) {
+	rules, err := os.ReadFile(filepath.Join("..", "..", "deploy", "monitoring", "minttl-rules.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`herd_factor5m > (\d+)`).FindSubmatch(rules)
+	if m == nil || string(m[1]) != fmt.Sprint(herdThreshold) {
+		t.Errorf("deploy/'s MinttlDNSHerd threshold %q, the lab's %d", m, herdThreshold)
 	}
 }
