@@ -37,7 +37,7 @@ type herdReading struct {
 	LabP99      reading `json:"lab_p99_to_mean"`
 	LabPeak     reading `json:"lab_peak_to_mean"`
 	Fired       bool    `json:"alert_fired"`
-	CalmAt      float64 `json:"calm_by_the_metric_s"` // from when on the herd factor over a minute stays below 2; -1: never
+	CalmAt      float64 `json:"calm_by_the_metric_s"` // from when on the herd factor over a minute stays below the alert's; -1: never
 	FiredAt     float64 `json:"alert_first_firing_s"` // seconds into the run; -1: never
 	FiredUntil  float64 `json:"alert_last_firing_s"`  // the last second it fired; the run's end: still firing
 	// Over the run, every scrape interval: the rule's herd factor and one
@@ -181,12 +181,13 @@ func (h *herdReading) readSeries(ctx context.Context, p *lab.Prometheus, cfg con
 // of the rules' (a minute), and at least 4 scrapes.
 func shortWindow(cfg config) time.Duration { return max(cfg.window/5, 4*cfg.prometheus) }
 
-// calmAt is the time from which on factors stay below 2 (those that exist),
-// or -1 if the last one does not.
+// calmAt is the time from which on factors stay below the alert's threshold
+// (those that exist), or -1 if the last one does not. (At a few queries a
+// second per replica, chance alone keeps an even load's near 2.)
 func calmAt(times []float64, factors []reading) float64 {
 	calm := 0.0
 	for i, f := range factors {
-		if v := float64(f); !math.IsNaN(v) && v >= 2 {
+		if v := float64(f); !math.IsNaN(v) && v >= herdThreshold {
 			if i == len(factors)-1 {
 				return -1
 			}
@@ -241,7 +242,7 @@ func herdTable(cfg config, results []result) string {
 	b.WriteString(runLine(cfg))
 	fmt.Fprintf(&b, "Prometheus scraped every kube-dns replica every %s with deploy/monitoring/minttl-rules.yaml (windows %s); readings at the end of the run, over its last %s.\n\n",
 		cfg.prometheus, cfg.window, cfg.window)
-	b.WriteString("| scenario | herd factor (rule, p99 / mean second) | lab: p99 / mean second | lab: peak / mean second | mean second (rule) | requests/s over the run (coredns_dns_requests_total) | MinttlDNSHerd fired | herd factor over " + promDuration(shortWindow(cfg)) + " below 2 from |\n")
+	b.WriteString("| scenario | herd factor (rule, p99 / mean second) | lab: p99 / mean second | lab: peak / mean second | mean second (rule) | requests/s over the run (coredns_dns_requests_total) | MinttlDNSHerd fired | herd factor over " + promDuration(shortWindow(cfg)) + " below the alert's " + fmt.Sprint(herdThreshold) + " from |\n")
 	b.WriteString("|---|--:|--:|--:|--:|--:|--|--:|\n")
 	for _, r := range results {
 		h := r.Herd
@@ -306,6 +307,9 @@ func herdSVG(cfg config, results []result) string {
 		fmt.Fprintf(&b, `<text x="5" y="%.0f" fill="#555">at the end %s; alert %s</text>`+"\n", y0-lane/2+26, factorText(h.HerdFactor), firedText(h))
 		fmt.Fprintf(&b, `<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#ccc"/>`+"\n", left, y0, left+width, y0)
 		fmt.Fprintf(&b, `<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#999" stroke-dasharray="4 4"/>`+"\n", left, y(y0, herdThreshold), left+width, y(y0, herdThreshold))
+		for _, tick := range []float64{1, 4, 16, 64} {
+			fmt.Fprintf(&b, `<text x="%.0f" y="%.1f" fill="#999" font-size="10">%.0f</text>`+"\n", left+width+4, y(y0, tick)+4, tick)
+		}
 		for _, s := range []struct {
 			values []reading
 			color  string

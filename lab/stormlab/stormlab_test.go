@@ -196,8 +196,8 @@ func TestCalmAt(t *testing.T) {
 		factors []reading
 		want    float64
 	}{
-		{[]reading{nan, 30, 12, 1.5, 1.2}, 45},
-		{[]reading{nan, 1.2, 1.3, 1.1, 1.4}, 0},
+		{[]reading{nan, 30, 12, 2.5, 1.2}, 45},
+		{[]reading{nan, 1.2, 2.9, 1.1, 1.4}, 0},
 		{[]reading{nan, 30, 1, 1, 3}, -1},
 	} {
 		if got := calmAt(times, tc.factors); got != tc.want {
