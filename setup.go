@@ -224,7 +224,7 @@ func jitterArg(c *caddy.Controller) (jitter, error) {
 // the positive floor. A share is a share of the floor it rides on; seconds
 // are for the positive floor, and another floor (negative) gets the same
 // share of itself. A jitter that is not 0 but comes to less than minJitter
-// on its floor (the default 20 % of a floor of 4 s) is raised to minJitter:
+// on its floor (the default 30 % of a floor of 4 s) is raised to minJitter:
 // rounded down to nothing, it would leave every client the same TTL.
 func (j jitter) on(c *caddy.Controller, name string, floor, positive uint32) (uint32, error) {
 	if floor == 0 {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"path/filepath"
 	"testing"
 	"time"
@@ -18,13 +17,7 @@ func TestShortKube(t *testing.T) {
 	cfg.duration, cfg.clients, cfg.replicas, cfg.probe = 20*time.Second, []int{10}, []int{1}, 0
 	cfg.scenarios = []string{"kube_eks", "kube_eks_minttl"}
 	cfg.kube = kubeLab{bin: filepath.Join("..", "..", ".bin", "controlplane"), deploy: filepath.Join("..", "..", "deploy"), churn: 2 * time.Second}
-	results, err := run(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(results) != 2 {
-		t.Fatalf("got %d results, want 2", len(results))
-	}
+	results := runAll(t, cfg)
 	plain, minttl := results[0], results[1]
 	for _, r := range results {
 		c := r.Churn

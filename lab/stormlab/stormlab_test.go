@@ -17,6 +17,19 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(lab.Main(m)) }
 
+// runAll runs cfg's scenarios and fails unless each has a result.
+func runAll(t *testing.T, cfg config) []result {
+	t.Helper()
+	results, err := run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != len(cfg.scenarios) {
+		t.Fatalf("got %d results, want %d", len(results), len(cfg.scenarios))
+	}
+	return results
+}
+
 func shortConfig(t *testing.T) config {
 	return config{
 		coredns:  lab.CoreDNS,
@@ -37,13 +50,7 @@ func TestShortLab(t *testing.T) {
 	cfg := shortConfig(t)
 	cfg.stagger = 5 * time.Second
 	cfg.scenarios = []string{"cache", "minttl"}
-	results, err := run(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(results) != 2 {
-		t.Fatalf("got %d results, want 2", len(results))
-	}
+	results := runAll(t, cfg)
 	cache, minttl := results[0], results[1]
 	for _, r := range results {
 		t.Logf("%s: %d queries, %d failed, peak/mean %.1f, mean TTL %.1f, agreement %+v", r.Scenario, r.Queries, r.Failed, r.PeakToMean, r.MeanTTL, r.Agreement)
@@ -85,13 +92,7 @@ func TestShortCluster(t *testing.T) {
 	cfg := shortConfig(t)
 	cfg.nodes, cfg.clients = 2, []int{10}
 	cfg.scenarios = []string{"nl_none", "nl_kubedns", "nl_node", "nl_kubedns_cap", "nl_both_fit"}
-	results, err := run(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(results) != len(cfg.scenarios) {
-		t.Fatalf("got %d results, want %d", len(results), len(cfg.scenarios))
-	}
+	results := runAll(t, cfg)
 	none, kubeDNS, node, both := results[0], results[1], results[2], results[4]
 	for _, r := range results {
 		up := r.Upstream
@@ -136,12 +137,9 @@ func TestShortPrometheus(t *testing.T) {
 	cfg.duration, cfg.prometheus, cfg.window = 90*time.Second, time.Second, 20*time.Second
 	cfg.rules = filepath.Join("..", "..", "deploy", "monitoring", "minttl-rules.yaml")
 	cfg.scenarios = []string{"short_herd", "short_even"}
-	results, err := run(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(results) != 2 || results[0].Herd == nil || results[1].Herd == nil {
-		t.Fatalf("results %+v: want two with Prometheus readings", results)
+	results := runAll(t, cfg)
+	if results[0].Herd == nil || results[1].Herd == nil {
+		t.Fatalf("results %+v: want Prometheus readings", results)
 	}
 	herd, even := results[0].Herd, results[1].Herd
 	for _, r := range results {
@@ -177,31 +175,39 @@ func TestShortPrometheus(t *testing.T) {
 // TestHerdReadingJSON: a scenario without minttl has no herd factor (NaN),
 // which summary.json writes as null.
 func TestHerdReadingJSON(t *testing.T) {
-	r := result{Herd: &herdReading{HerdFactor: reading(math.NaN()), MeanSecond: reading(math.Inf(1)), LabP99: 2.5, Factor5m: []reading{reading(math.NaN()), 3}}}
+	r := result{Herd: &herdReading{HerdFactor: reading(math.NaN()), MeanSecond: reading(math.Inf(1)), LabP99: 2.5, Factor5m: factorSeries{Times: []float64{15, 30}, Values: []reading{reading(math.NaN()), 3}}}}
 	js, err := json.Marshal(r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"herd_factor":null`, `"mean_second":null`, `"lab_p99_to_mean":2.5`, `"herd_factor_5m":[null,3]`} {
+	for _, want := range []string{`"herd_factor":null`, `"mean_second":null`, `"lab_p99_to_mean":2.5`, `"herd_factor_5m":{"times_s":[15,30],"values":[null,3]}`} {
 		if !strings.Contains(string(js), want) {
 			t.Errorf("%s lacks %s", js, want)
 		}
 	}
 }
 
-func TestCalmAt(t *testing.T) {
+// TestCalmReadings: the first reading below the alert's 3 (the calm over a
+// minute), and the time from which on they stay below it (the rule's).
+func TestCalmReadings(t *testing.T) {
 	times := []float64{0, 15, 30, 45, 60}
 	nan := reading(math.NaN())
 	for _, tc := range []struct {
-		factors []reading
-		want    float64
+		factors               []reading
+		firstBelow, belowFrom float64
 	}{
-		{[]reading{nan, 30, 12, 2.5, 1.2}, 45},
-		{[]reading{nan, 1.2, 2.9, 1.1, 1.4}, 0},
-		{[]reading{nan, 30, 1, 1, 3}, -1},
+		{[]reading{nan, 30, 12, 2.5, 1.2}, 45, 45},
+		{[]reading{nan, 1.2, 2.9, 1.1, 1.4}, 15, 0},
+		{[]reading{nan, 30, 2, 3.3, 2}, 30, 60}, // chance lifts an even load's minute to 3
+		{[]reading{nan, 30, 1, 1, 3}, 30, -1},
+		{[]reading{nan, 30, 12, 5, 4}, -1, -1},
 	} {
-		if got := calmAt(times, tc.factors); got != tc.want {
-			t.Errorf("calmAt(%v) = %v, want %v", tc.factors, got, tc.want)
+		f := factorSeries{Times: times, Values: tc.factors}
+		if got := f.firstBelow(); got != tc.firstBelow {
+			t.Errorf("firstBelow(%v) = %v, want %v", tc.factors, got, tc.firstBelow)
+		}
+		if got := f.belowFrom(); got != tc.belowFrom {
+			t.Errorf("belowFrom(%v) = %v, want %v", tc.factors, got, tc.belowFrom)
 		}
 	}
 }
