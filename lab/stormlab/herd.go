@@ -207,7 +207,8 @@ func (f factorSeries) belowFrom() float64 {
 
 // firstBelow is the time of the first reading below the alert's threshold,
 // or -1. Over a minute, at a few queries a second per replica, chance alone
-// lifts an even load's now and then to 3 (measured: results/storm-herd).
+// lifts an even load's now and then near 3 (docs/monitoring.md), so the
+// calm is the first reading below it, not the last one above.
 func (f factorSeries) firstBelow() float64 {
 	for i, v := range f.Values {
 		if v < herdThreshold {
