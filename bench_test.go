@@ -43,11 +43,14 @@ func aResponse(ttl uint32) *dns.Msg {
 	return m
 }
 
-func largeResponse(ttl uint32) *dns.Msg {
+func largeResponse(ttl uint32) *dns.Msg { return addresses(50, ttl) }
+
+// addresses is an answer of n A records.
+func addresses(n int, ttl uint32) *dns.Msg {
 	m := new(dns.Msg)
 	m.SetQuestion("big.linkerd.svc.cluster.local.", dns.TypeA)
 	m.Response = true
-	for i := 0; i < 50; i++ {
+	for i := 0; i < n; i++ {
 		m.Answer = append(m.Answer, test.A(fmt.Sprintf("big.linkerd.svc.cluster.local. %d IN A 10.1.%d.%d", ttl, i/250, i%250)))
 	}
 	m.Extra = []dns.RR{test.OPT(1232, false)}
@@ -159,6 +162,9 @@ func TestAllocations(t *testing.T) {
 		{"NXDOMAIN without negative", negativeResponse(dns.RcodeNameError, 3), 0},
 		// The copy, a slice for 50 records (more than the copy's slots), the other A copies.
 		{"50A", largeResponse(3), 3},
+		// The copy, whose slots hold the 8 records exactly, the other A copies.
+		{"8A", addresses(8, 3), 2},
+		{"9A", addresses(9, 3), 3},
 	} {
 		w := &ResponseWriter{ResponseWriter: newSink("10.244.0.7"), MinTTL: newMinTTL(nil), counters: countersFor("", "allocs.test.", pinned.Unix()), qname: tc.msg.Question[0].Name}
 		w.WriteMsg(tc.msg) // create the metric children first

@@ -650,6 +650,10 @@ func TestIPv6NodesKeepTheirOwnKeys(t *testing.T) {
 	if a, b := addressKey(net.ParseIP("fd00:10:244:7::a")), addressKey(net.ParseIP("fd00:10:244:7::b")); b-a != 1 {
 		t.Errorf("neighbours in a /64: keys %#x and %#x", a, b)
 	}
+	// The last 32 bits are kept as they are, all four bytes of them.
+	if a, b := addressKey(net.ParseIP("fd00:10:244:7::a")), addressKey(net.ParseIP("fd00:10:244:7::100:a")); b-a != 1<<24 {
+		t.Errorf("pods 2^24 apart in a /96: keys %#x and %#x", a, b)
+	}
 	if a, b := addressKey(net.ParseIP("::ffff:10.244.0.7")), addressKey(net.ParseIP("10.244.0.7")); a != b {
 		t.Errorf("IPv4-mapped %#x, IPv4 %#x", a, b)
 	}
@@ -1101,4 +1105,84 @@ func mixedARRset(n int) *dns.Msg {
 		msg.Answer = append(msg.Answer, &dns.A{Hdr: dns.RR_Header{Name: srvName, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: uint32(1 + 39*(i%2))}, A: net.IPv4(10, byte(i>>16), byte(i>>8), byte(i))})
 	}
 	return msg
+}
+
+// TestSoundRRsetBesideOneAbove2To31: in a section that holds an RRset with a
+// TTL above 2^31-1 (left as it came), another RRset is raised exactly when a
+// client would cache one of its records for less than the floor.
+func TestSoundRRsetBesideOneAbove2To31(t *testing.T) {
+	const target = "10-244-0-1.linkerd-policy.linkerd.svc.cluster.local."
+	above := func(msg *dns.Msg) *dns.Msg {
+		msg.Answer[0].Header().Ttl, msg.Answer[1].Header().Ttl, msg.Answer[2].Header().Ttl = 1, 1<<31, 1
+		return msg
+	}
+
+	// An RRset at the floor and one at 2^31-1: neither is raised, nothing copied.
+	msg := above(srvResponse(300))
+	msg.Answer = append(msg.Answer, test.A(target+" 30 IN A 10.244.0.1"))
+	if got := serve(t, newMinTTL(held{msg: msg}), client("10.0.0.1"), srvName, dns.TypeSRV); got != msg {
+		t.Errorf("an RRset at the floor beside one above 2^31-1: copied to %v", ttls(got.Answer))
+	}
+
+	// An RRset whose highest TTL is 2^31-1 itself is sound: raised to it.
+	msg = above(srvResponse(300))
+	msg.Answer = append(msg.Answer, test.A(target+" 1 IN A 10.244.0.1"), test.A(fmt.Sprintf("%s %d IN A 10.244.0.2", target, maxTTL)))
+	got := serve(t, newMinTTL(fixed{msg: msg}), client("10.0.0.1"), srvName, dns.TypeSRV)
+	if got, want := ttls(got.Answer), []uint32{1, 1 << 31, 1, maxTTL, maxTTL}; !slices.Equal(got, want) {
+		t.Errorf("answer left with %v, want %v", got, want)
+	}
+}
+
+// TestCountersFollowZoneAndServer: a handler keeps the counters it used last,
+// and counts into others when the zone or the server changes.
+func TestCountersFollowZoneAndServer(t *testing.T) {
+	m := newMinTTL(fixed{msg: srvResponse(3)})
+	m.Zones = []string{"one.counters.test.", "two.counters.test."}
+	servers := []context.Context{
+		context.WithValue(context.Background(), dnsserver.Key{}, &dnsserver.Server{Addr: "dns://:1053"}),
+		context.WithValue(context.Background(), dnsserver.Key{}, &dnsserver.Server{Addr: "dns://:1054"}),
+	}
+	counter := func(server, zone string) prometheus.Counter { return raisedResponses.WithLabelValues(server, zone) }
+	type count struct {
+		server, zone string
+		want         float64
+	}
+	counts := []count{{"dns://:1053", "one.counters.test.", 2}, {"dns://:1053", "two.counters.test.", 1}, {"dns://:1054", "one.counters.test.", 1}}
+	before := map[count]float64{}
+	for _, c := range counts {
+		before[c] = testutil.ToFloat64(counter(c.server, c.zone))
+	}
+	for _, q := range []struct {
+		server int
+		name   string
+	}{{0, "a.one.counters.test."}, {0, "a.two.counters.test."}, {0, "a.one.counters.test."}, {1, "a.one.counters.test."}} {
+		req := new(dns.Msg)
+		req.SetQuestion(q.name, dns.TypeSRV)
+		if _, err := m.ServeDNS(servers[q.server], dnstest.NewRecorder(client("10.0.0.1")), req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range counts {
+		if got := testutil.ToFloat64(counter(c.server, c.zone)) - before[c]; got != c.want {
+			t.Errorf("raised responses of %s in %s went up by %v, want %v", c.server, c.zone, got, c.want)
+		}
+	}
+}
+
+// TestMinimumAtTheFloorStays: an SOA whose MINIMUM is the negative floor
+// already keeps it; only a MINIMUM below the floor is raised.
+func TestMinimumAtTheFloorStays(t *testing.T) {
+	raisedPast := false
+	for i := 1; i <= 20; i++ {
+		m := newMinTTL(fixed{msg: soaResponse(dns.RcodeNameError, 2, 30)})
+		m.Negative, m.NegativeJitter = 30, 6
+		soa := serve(t, m, client(fmt.Sprintf("10.0.0.%d", i)), srvName, dns.TypeSRV).Ns[0].(*dns.SOA)
+		if soa.Minttl != 30 || soa.Hdr.Ttl < 30 {
+			t.Errorf("client %d: SOA left with TTL %d, MINIMUM %d; want the TTL raised, MINIMUM 30", i, soa.Hdr.Ttl, soa.Minttl)
+		}
+		raisedPast = raisedPast || soa.Hdr.Ttl > 30
+	}
+	if !raisedPast {
+		t.Error("no client got a TTL above the floor: the test cannot tell MINIMUM kept from MINIMUM raised")
+	}
 }

@@ -67,7 +67,15 @@ func TestWindowAfterStalls(t *testing.T) {
 	obs = &seen{}
 	w = newWindow(obs, 5000)
 	w.add(5000)
-	w.add(5000 - maxQuiet - 1) // stepped back: 5000 is gone, unobserved
+	w.add(5000 - maxQuiet) // stepped back by maxQuiet: still counted into 5000
+	w.add(5001)
+	if got, want := obs.got(), []float64{2}; !slices.Equal(got, want) {
+		t.Errorf("after the clock stepped back by %d s: observed %v, want %v", maxQuiet, got, want)
+	}
+	obs = &seen{}
+	w = newWindow(obs, 5000)
+	w.add(5000)
+	w.add(5000 - maxQuiet - 1) // stepped back by more: 5000 is gone, unobserved
 	w.add(5000 - maxQuiet)     // the second after it
 	if got, want := obs.got(), []float64{1}; !slices.Equal(got, want) {
 		t.Errorf("after the clock stepped back: observed %v, want %v", got, want)
@@ -165,6 +173,28 @@ func TestTickerAdoptsOnce(t *testing.T) {
 	tk.tick(100 + maxQuiet + 6)
 	if got, want := obs.got(), []float64{0}; !slices.Equal(got, want) {
 		t.Errorf("observed %v, want only the second after adoption: the unowned stretch is not filled in", got)
+	}
+
+	// Unowned for maxQuiet seconds exactly: the stretch is filled in.
+	obs = &seen{}
+	w = newWindow(obs, 100)
+	w.add(100)
+	tk = ticker{}
+	tk.own(w, 100+maxQuiet)
+	tk.tick(100 + maxQuiet + 1)
+	if got := obs.got(); len(got) != 1+maxQuiet || got[0] != 1 {
+		t.Errorf("adopted after %d s: observed %d values %v, want 1 then %d zeros", maxQuiet, len(got), got, maxQuiet)
+	}
+}
+
+// TestUntilNextSecond: the ticker wakes just inside the next second, so the
+// second it publishes is the new one even if the timer fires a little early.
+func TestUntilNextSecond(t *testing.T) {
+	for _, now := range []time.Time{time.Unix(7000, 0), time.Unix(7000, 1), time.Unix(7000, 500_000_000), time.Unix(7000, 999_999_999)} {
+		wake := now.Add(untilNextSecond(now))
+		if wake.Unix() != 7001 || wake.Sub(time.Unix(7001, 0)) != time.Millisecond {
+			t.Errorf("at %v: wakes at %v, want a millisecond into second 7001", now, wake)
+		}
 	}
 }
 
