@@ -49,7 +49,6 @@ type herdReading struct {
 	Factor5m   factorSeries `json:"herd_factor_5m"`
 	Factor1m   factorSeries `json:"herd_factor_1m"`
 	servers    string       // regular expression of the replicas' server labels
-	step       float64      // the scrape interval, seconds
 	start, end time.Time
 }
 
@@ -132,7 +131,6 @@ func readHerd(ctx context.Context, p *lab.Prometheus, cfg config, r *result, h *
 	if h.RequestRate, err = one(fmt.Sprintf(`sum(rate(coredns_dns_requests_total{scenario=%q}[%s]))`, r.Scenario, run)); err != nil {
 		return err
 	}
-	h.step = cfg.prometheus.Seconds()
 	fired, err := p.QueryRange(ctx, fmt.Sprintf(`max(ALERTS{alertname="MinttlDNSHerd",alertstate="firing",server=~%q})`, h.servers), h.start, h.end, cfg.prometheus)
 	if err != nil {
 		return err
@@ -271,7 +269,7 @@ func herdTable(cfg config, results []result) string {
 			continue
 		}
 		fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f | %s | %.1f | %s | %s | %s |\n", r.describe, factorText(h.HerdFactor), h.LabP99, h.LabPeak,
-			factorText(h.MeanSecond), float64(h.RequestRate), firedText(h), calmAtText(h, h.CalmAt1m), calmAtText(h, h.CalmAt))
+			factorText(h.MeanSecond), float64(h.RequestRate), firedText(h, cfg.prometheus), calmAtText(h, h.CalmAt1m), calmAtText(h, h.CalmAt))
 	}
 	return b.String()
 }
@@ -294,11 +292,13 @@ func calmAtText(h *herdReading, at float64) string {
 	return fmt.Sprintf("%.0f s", at)
 }
 
-func firedText(h *herdReading) string {
+// firedText says when the alert fired; one that fired in the last scrape
+// interval (step) was still firing at the end.
+func firedText(h *herdReading, step time.Duration) string {
 	switch {
 	case !h.Fired:
 		return "no"
-	case h.FiredUntil >= h.end.Sub(h.start).Seconds()-h.step:
+	case h.FiredUntil >= (h.end.Sub(h.start) - step).Seconds():
 		return fmt.Sprintf("from %.0f s to the end", h.FiredAt)
 	}
 	return fmt.Sprintf("from %.0f s to %.0f s", h.FiredAt, h.FiredUntil)
@@ -325,7 +325,7 @@ func herdSVG(cfg config, results []result) string {
 		h := r.Herd
 		y0 := top + lane*float64(i+1) - 10
 		fmt.Fprintf(&b, `<text x="5" y="%.0f">%s</text>`+"\n", y0-lane/2+10, escape(r.Scenario))
-		fmt.Fprintf(&b, `<text x="5" y="%.0f" fill="#555">at the end %s; alert %s</text>`+"\n", y0-lane/2+26, factorText(h.HerdFactor), firedText(h))
+		fmt.Fprintf(&b, `<text x="5" y="%.0f" fill="#555">at the end %s; alert %s</text>`+"\n", y0-lane/2+26, factorText(h.HerdFactor), firedText(h, cfg.prometheus))
 		fmt.Fprintf(&b, `<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#ccc"/>`+"\n", left, y0, left+width, y0)
 		fmt.Fprintf(&b, `<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#999" stroke-dasharray="4 4"/>`+"\n", left, y(y0, herdThreshold), left+width, y(y0, herdThreshold))
 		for _, tick := range []float64{1, 4, 16, 64} {
