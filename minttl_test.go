@@ -1117,7 +1117,7 @@ func TestSoundRRsetBesideOneAbove2To31(t *testing.T) {
 		return msg
 	}
 
-	// An RRset at the floor and one at 2^31-1: neither is raised, nothing copied.
+	// An RRset at the floor beside one above 2^31-1: neither is raised, nothing copied.
 	msg := above(srvResponse(300))
 	msg.Answer = append(msg.Answer, test.A(target+" 30 IN A 10.244.0.1"))
 	if got := serve(t, newMinTTL(held{msg: msg}), client("10.0.0.1"), srvName, dns.TypeSRV); got != msg {
