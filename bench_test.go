@@ -72,7 +72,7 @@ var benchResponses = []struct {
 func BenchmarkWriter(b *testing.B) {
 	for _, r := range benchResponses {
 		b.Run(r.name, func(b *testing.B) {
-			w := &ResponseWriter{ResponseWriter: newSink("10.244.0.7"), MinTTL: newMinTTL(nil), counters: countersFor("", "linkerd.svc.cluster.local.", pinned.Unix()), qname: r.msg.Question[0].Name}
+			w := &ResponseWriter{ResponseWriter: newSink("10.244.0.7"), MinTTL: newMinTTL(nil), counters: countersOf("linkerd.svc.cluster.local."), qname: r.msg.Question[0].Name}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -90,7 +90,7 @@ func BenchmarkMixedRRset(b *testing.B) {
 	for _, n := range []int{500, 1000, 2000, 4000} {
 		msg := mixedARRset(n)
 		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
-			w := &ResponseWriter{ResponseWriter: newSink("10.244.0.7"), MinTTL: newMinTTL(nil), counters: countersFor("", "linkerd.svc.cluster.local.", pinned.Unix()), qname: srvName}
+			w := &ResponseWriter{ResponseWriter: newSink("10.244.0.7"), MinTTL: newMinTTL(nil), counters: countersOf("linkerd.svc.cluster.local."), qname: srvName}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -128,10 +128,6 @@ func BenchmarkHandler(b *testing.B) {
 		for _, p := range plugins {
 			b.Run("resp="+r.name+"/plugin="+p.directive, func(b *testing.B) {
 				h := handlerFor(b, p.directive, p.input, held{msg: r.msg})
-				if m, ok := h.(*MinTTL); ok { // as the server's start does
-					m.ticker.start(m.clock)
-					b.Cleanup(m.ticker.halt)
-				}
 				req := new(dns.Msg)
 				req.SetQuestion(r.msg.Question[0].Name, r.msg.Question[0].Qtype)
 				w := newSink("10.244.0.7")
@@ -143,6 +139,27 @@ func BenchmarkHandler(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkParallelHandler sends queries through one minttl from every
+// GOMAXPROCS at once (-cpu 1,2,...): they all count into one window, the
+// one place where queries meet.
+func BenchmarkParallelHandler(b *testing.B) {
+	for _, r := range benchResponses {
+		b.Run("resp="+r.name, func(b *testing.B) {
+			h := handlerFor(b, "minttl", "minttl linkerd.svc.cluster.local", held{msg: r.msg})
+			req := new(dns.Msg)
+			req.SetQuestion(r.msg.Question[0].Name, r.msg.Question[0].Qtype)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				w := newSink("10.244.0.7")
+				for pb.Next() {
+					h.ServeDNS(context.Background(), w, req)
+				}
+			})
+		})
 	}
 }
 
@@ -166,7 +183,7 @@ func TestAllocations(t *testing.T) {
 		{"8A", addresses(8, 3), 2},
 		{"9A", addresses(9, 3), 3},
 	} {
-		w := &ResponseWriter{ResponseWriter: newSink("10.244.0.7"), MinTTL: newMinTTL(nil), counters: countersFor("", "allocs.test.", pinned.Unix()), qname: tc.msg.Question[0].Name}
+		w := &ResponseWriter{ResponseWriter: newSink("10.244.0.7"), MinTTL: newMinTTL(nil), counters: countersOf("allocs.test."), qname: tc.msg.Question[0].Name}
 		w.WriteMsg(tc.msg) // create the metric children first
 		if got := testing.AllocsPerRun(100, func() { w.WriteMsg(tc.msg) }); got != tc.want {
 			t.Errorf("%s: %v allocations per response, want %v", tc.name, got, tc.want)

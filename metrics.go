@@ -64,17 +64,11 @@ func perSecondBuckets() []float64 {
 	return buckets
 }
 
-// count counts a query of server and zone into its second and returns the
-// counters of server and zone.
+// count counts a query of server and zone into the second that is open
+// and returns the counters of server and zone.
 func (m *MinTTL) count(server, zone string) *zoneCounters {
-	// The second the ticker published, or the clock's while none runs (a
-	// handler built without setup).
-	now := m.ticker.second.Load()
-	if now == 0 {
-		now = m.clock().Unix()
-	}
-	z := m.countersFor(server, zone, now)
-	z.window.add(now)
+	z := m.countersFor(server, zone)
+	z.window.count.Add(1)
 	return z
 }
 
@@ -109,34 +103,23 @@ type zoneCounters struct {
 	window          *window
 }
 
-var (
-	allCounters atomic.Pointer[map[serverZone]*zoneCounters]
-	countersMu  sync.Mutex
-)
+// countersMu serializes the first sight of a label value, in every registry.
+var countersMu sync.Mutex
 
-// countersFor returns the counters of server and zone at now. A handler
-// serves one server and, mostly, one zone: it keeps the counters it used last
-// and looks them up again only when they change; the first time, its ticker
-// starts closing their window's seconds.
-func (m *MinTTL) countersFor(server, zone string, now int64) *zoneCounters {
+// countersFor returns the counters of server and zone. A handler serves one
+// server and, mostly, one zone: it keeps the counters it used last and looks
+// them up again only when they change.
+func (m *MinTTL) countersFor(server, zone string) *zoneCounters {
 	if z := m.counters.Load(); z != nil && z.server == server && z.zone == zone {
 		return z
 	}
-	z := countersFor(server, zone, now)
-	m.ticker.own(z.window, now)
+	r := m.registry
+	if r == nil {
+		r = process
+	}
+	z := r.countersFor(server, zone)
 	m.counters.Store(z)
 	return z
-}
-
-func countersFor(server, zone string, now int64) *zoneCounters {
-	return loadOrStore(&allCounters, serverZone{server, zone}, func() *zoneCounters {
-		return &zoneCounters{
-			serverZone: serverZone{server, zone},
-			responses:  raisedResponses.WithLabelValues(server, zone),
-			zero:       zeroTTLRecords.WithLabelValues(server, zone),
-			window:     newWindow(queriesPerSecond.WithLabelValues(server, zone), now),
-		}
-	})
 }
 
 func (z *zoneCounters) records(t uint16) prometheus.Counter {

@@ -38,8 +38,9 @@ type MinTTL struct {
 	now func() time.Time
 	// counters are the counters this handler used last.
 	counters atomic.Pointer[zoneCounters]
-	// ticker closes the per-second windows this handler counts into.
-	ticker ticker
+	// registry holds the counters this handler counts into: the process's
+	// (nil) or, in tests, one of their own.
+	registry *registry
 }
 
 // ServeDNS implements the plugin.Handler interface.

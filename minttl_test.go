@@ -30,15 +30,21 @@ const srvName = "linkerd-policy.linkerd.svc.cluster.local."
 // pinned is the clock every handler test runs on.
 var pinned = time.Unix(1_790_000_000, 0)
 
+// newMinTTL is a handler with a registry of its own, which no ticker closes:
+// a test ticks it by hand.
 func newMinTTL(next plugin.Handler) *MinTTL {
 	return &MinTTL{
-		Next:   next,
-		Zones:  []string{"linkerd.svc.cluster.local."},
-		Floor:  30,
-		Jitter: 6,
-		now:    func() time.Time { return pinned },
+		Next:     next,
+		Zones:    []string{"linkerd.svc.cluster.local."},
+		Floor:    30,
+		Jitter:   6,
+		now:      func() time.Time { return pinned },
+		registry: &registry{},
 	}
 }
+
+// countersOf returns counters of zone from a registry of their own.
+func countersOf(zone string) *zoneCounters { return new(registry).countersFor("", zone) }
 
 func newCache(next plugin.Handler) *cache.Cache {
 	c := cache.New()
@@ -897,7 +903,7 @@ func TestTypeLabelsBounded(t *testing.T) {
 	if n := testutil.ToFloat64(raisedRecords.WithLabelValues("", zone, "other")); n != 100 {
 		t.Errorf(`type="other" counts %v, want 100`, n)
 	}
-	if byType := countersFor("", zone, pinned.Unix()).byType.Load(); byType == nil || len(*byType) != 1 {
+	if byType := m.registry.countersFor("", zone).byType.Load(); byType == nil || len(*byType) != 1 {
 		t.Errorf("the counter map holds %v, want one type", byType)
 	}
 }

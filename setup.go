@@ -35,8 +35,6 @@ func setup(c *caddy.Controller) error {
 	if err != nil {
 		return plugin.Error("minttl", err)
 	}
-	c.OnStartup(func() error { m.ticker.start(m.clock); return nil })
-	c.OnShutdown(func() error { m.ticker.halt(); return nil })
 	dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler {
 		m.Next = next
 		return m

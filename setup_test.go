@@ -1,11 +1,15 @@
 package minttl
 
 import (
+	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/plugin"
 
 	"github.com/miekg/dns"
 )
@@ -241,5 +245,61 @@ func TestSetupNamesThePlugin(t *testing.T) {
 	err := setup(c)
 	if err == nil || !strings.HasPrefix(err.Error(), "plugin/minttl: ") {
 		t.Errorf("setup error %v, want it prefixed with plugin/minttl", err)
+	}
+}
+
+// loopback is bind 127.0.0.1, without the bind plugin's dependencies.
+func init() {
+	plugin.Register("loopback", func(c *caddy.Controller) error {
+		c.Next()
+		dnsserver.GetConfig(c).ListenHosts = []string{"127.0.0.1"}
+		return nil
+	})
+}
+
+// TestFailedReloadStartsNothing: caddy's Restart runs the new instance's
+// setup and OnStartup callbacks, then, when a server of it cannot start (its
+// port is taken), drops the instance without its OnShutdown. Five such
+// reloads must leave the goroutines as they were. (Before, each left a ticker
+// running for good: +5.)
+func TestFailedReloadStartsNothing(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := free.Addr().(*net.TCPAddr).Port
+	free.Close()
+	corefile := func(blocks ...int) caddy.Input {
+		text := ""
+		for i, port := range blocks {
+			text += fmt.Sprintf("zone%d.test:%d {\n loopback\n minttl\n}\n", i, port)
+		}
+		return caddy.CaddyfileInput{Contents: []byte(text), Filepath: "Corefile", ServerTypeName: "dns"}
+	}
+	// As a build with minttl in plugin.cfg, quietly.
+	directives, quiet := dnsserver.Directives, dnsserver.Quiet
+	dnsserver.Directives, dnsserver.Quiet = append([]string{"loopback", "minttl"}, directives...), true
+	defer func() { dnsserver.Directives, dnsserver.Quiet = directives, quiet }()
+	instance, err := caddy.Start(corefile(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		instance.Stop()
+		instance.ShutdownCallbacks()
+	}()
+	before := goroutines()
+	for i := 0; i < 5; i++ {
+		if _, err := instance.Restart(corefile(port, taken.Addr().(*net.TCPAddr).Port)); err == nil {
+			t.Fatal("a reload onto a taken port succeeded")
+		}
+	}
+	if g := goroutines(); g != before {
+		t.Errorf("%d goroutines after five failed reloads, %d before", g, before)
 	}
 }

@@ -1,10 +1,10 @@
 package minttl
 
 import (
+	"math/rand"
 	"runtime"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,158 +33,232 @@ func (s *seen) got() []float64 {
 	return slices.Clone(s.values)
 }
 
-// TestWindowObservesEachSecondOnce: a second is observed when a query of a
-// later second comes or a tick passes it, quiet seconds as 0, never twice.
-func TestWindowObservesEachSecondOnce(t *testing.T) {
+// observed gives the window of zone in r an observer that records.
+func observed(r *registry, zone string) *seen {
 	obs := &seen{}
-	w := newWindow(obs, 100)
-	w.add(100)
-	w.add(100)
-	w.add(100)
-	w.tick(100) // the second is not over
-	w.add(101)  // closes 100
-	w.tick(101)
-	w.tick(104) // closes 101, then 102 and 103 were quiet
-	w.tick(104)
-	w.add(104)
-	w.add(103) // a query racing past the second's turn counts into the later one
-	w.add(106) // closes 104 (2 queries), 105 was quiet
-	if got, want := obs.got(), []float64{3, 1, 0, 0, 2, 0}; !slices.Equal(got, want) {
+	r.countersFor("", zone).window.observe = obs
+	return obs
+}
+
+func sum(values []float64) float64 {
+	total := 0.0
+	for _, v := range values {
+		total += v
+	}
+	return total
+}
+
+// TestWindowObservesEachSecondOnce: a tick observes each window's count and
+// starts it afresh; a tick late by k seconds observes the count for the first
+// of them and 0 for the others; a tick of no second observes nothing.
+func TestWindowObservesEachSecondOnce(t *testing.T) {
+	r := &registry{}
+	obs, other := observed(r, "one.test."), observed(r, "two.test.")
+	m := newMinTTL(nil)
+	m.registry = r
+	for i := 0; i < 3; i++ {
+		m.count("", "one.test.")
+	}
+	r.tick(1)
+	r.tick(0) // a ticker that woke early
+	r.tick(1)
+	m.count("", "one.test.")
+	m.count("", "two.test.")
+	m.count("", "one.test.")
+	r.tick(3)
+	if got, want := obs.got(), []float64{3, 0, 2, 0, 0}; !slices.Equal(got, want) {
 		t.Errorf("observed %v, want %v", got, want)
 	}
-}
-
-// TestWindowAfterStalls: a long quiet stretch fills in at most maxQuiet
-// seconds; a clock stepped back by more drops the second it left.
-func TestWindowAfterStalls(t *testing.T) {
-	obs := &seen{}
-	w := newWindow(obs, 1000)
-	w.add(1000)
-	w.tick(1000 + 10*maxQuiet)
-	if got := obs.got(); len(got) != 1+maxQuiet || got[0] != 1 || slices.Max(got[1:]) != 0 {
-		t.Errorf("after a long stall: %d observations %v, want 1 then %d zeros", len(got), got, maxQuiet)
-	}
-	obs = &seen{}
-	w = newWindow(obs, 5000)
-	w.add(5000)
-	w.add(5000 - maxQuiet) // stepped back by maxQuiet: still counted into 5000
-	w.add(5001)
-	if got, want := obs.got(), []float64{2}; !slices.Equal(got, want) {
-		t.Errorf("after the clock stepped back by %d s: observed %v, want %v", maxQuiet, got, want)
-	}
-	obs = &seen{}
-	w = newWindow(obs, 5000)
-	w.add(5000)
-	w.add(5000 - maxQuiet - 1) // stepped back by more: 5000 is gone, unobserved
-	w.add(5000 - maxQuiet)     // the second after it
-	if got, want := obs.got(), []float64{1}; !slices.Equal(got, want) {
-		t.Errorf("after the clock stepped back: observed %v, want %v", got, want)
+	if got, want := other.got(), []float64{0, 0, 1, 0, 0}; !slices.Equal(got, want) {
+		t.Errorf("the other zone observed %v, want %v", got, want)
 	}
 }
 
-// TestWindowUnderRace: goroutines counting over seconds while two tickers
-// close them, as the old and the new handler do during a reload: every
-// query is observed once, every second once.
-func TestWindowUnderRace(t *testing.T) {
-	obs := &seen{}
-	const start, seconds, workers, each = 2000, 50, 8, 500
-	w := newWindow(obs, start)
-	var clock atomic.Int64
-	clock.Store(start)
+// TestCountingUnderRace: goroutines counting through one handler while the
+// ticker closes seconds: every query observed once, every tick once.
+func TestCountingUnderRace(t *testing.T) {
+	r := &registry{}
+	obs := observed(r, "race.test.")
+	m := newMinTTL(nil)
+	m.registry = r
+	const workers, each = 8, 2000
 	var wg sync.WaitGroup
-	for g := 0; g < workers; g++ {
+	for i := 0; i < workers; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := 0; i < each; i++ {
-				w.add(clock.Load())
+				m.count("", "race.test.")
 			}
 		}()
 	}
-	for tickers := 0; tickers < 2; tickers++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 2000; i++ {
-				w.tick(clock.Load())
-				runtime.Gosched()
-			}
-		}()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	ticks := 0
+	for counting := true; counting; {
+		select {
+		case <-done:
+			counting = false
+		default:
+			runtime.Gosched()
+		}
+		r.tick(1)
+		ticks++
 	}
-	for s := int64(start); s < start+seconds; s++ {
-		clock.Store(s)
-		runtime.Gosched()
-	}
-	wg.Wait()
-	w.tick(start + seconds + 1)
 	got := obs.got()
-	total := 0.0
-	for _, v := range got {
-		total += v
-	}
-	if len(got) != seconds+1 || total != workers*each {
-		t.Errorf("%d observations summing to %v, want %d seconds and %d queries", len(got), total, seconds+1, workers*each)
+	if len(got) != ticks || sum(got) != workers*each {
+		t.Errorf("%d observations summing to %v, want %d ticks and %d queries", len(got), sum(got), ticks, workers*each)
 	}
 }
 
-// TestTickerClosesQuietSeconds: a handler's ticker observes the seconds of
-// the windows it owns while no query comes, and stops when halted.
-func TestTickerClosesQuietSeconds(t *testing.T) {
-	before := runtime.NumGoroutine()
-	obs := &seen{}
-	var now atomic.Int64
-	now.Store(3000)
-	var tk ticker
-	tk.own(newWindow(obs, 3000), 3000)
-	tk.start(func() time.Time { return time.Unix(now.Add(1), 0) })
-	for i := 0; i < 100 && len(obs.got()) < 2; i++ {
+// TestReloadThenQuietMinute: queries through a handler that a reload then
+// drops (it has nothing to stop), 90 quiet seconds, and a query through the
+// handler the reload built: every query is observed, every second. (Before
+// the registry, the new handler started the window afresh at its first
+// query: observed [1].)
+func TestReloadThenQuietMinute(t *testing.T) {
+	const zone = "linkerd.svc.cluster.local."
+	r := &registry{}
+	obs := observed(r, zone)
+	before := newMinTTL(fixed{msg: srvResponse(3)})
+	before.registry = r
+	for i := 0; i < 3; i++ {
+		serve(t, before, client("10.0.0.1"), srvName, dns.TypeSRV)
+	}
+	after := newMinTTL(fixed{msg: srvResponse(3)})
+	after.registry = r
+	for i := 0; i < 90; i++ {
+		r.tick(1)
+	}
+	serve(t, after, client("10.0.0.1"), srvName, dns.TypeSRV)
+	r.tick(1)
+	if got := obs.got(); len(got) != 91 || sum(got) != 4 || got[0] != 3 || got[90] != 1 {
+		t.Errorf("observed %d seconds %v, want 91 seconds holding the 4 queries", len(got), got)
+	}
+}
+
+// TestClockStepCountsOnce: two handlers of one server and zone (two server
+// blocks on one port) whose clocks disagree by more than a minute, as in
+// the millisecond after a clock step: counting reads no clock, so every
+// query is counted once and no second is made up. (Before, each query moved
+// the shared window forward and back: 671 seconds holding 11 of 21 queries.)
+func TestClockStepCountsOnce(t *testing.T) {
+	const zone = "linkerd.svc.cluster.local."
+	r := &registry{}
+	obs := observed(r, zone)
+	ahead, behind := newMinTTL(fixed{msg: srvResponse(3)}), newMinTTL(fixed{msg: srvResponse(3)})
+	ahead.registry, behind.registry = r, r
+	behind.now = func() time.Time { return pinned.Add(-90 * time.Second) }
+	for i := 0; i < 10; i++ {
+		serve(t, ahead, client("10.0.0.1"), srvName, dns.TypeSRV)
+		serve(t, behind, client("10.0.0.1"), srvName, dns.TypeSRV)
+	}
+	r.tick(1)
+	if got, want := obs.got(), []float64{20}; !slices.Equal(got, want) {
+		t.Errorf("observed %v, want %v", got, want)
+	}
+}
+
+// TestSchedule: tick k is due k seconds after the first, on the monotonic
+// clock; a ticker that wakes on time closes one second, one that wakes early
+// none, one that wakes late by k whole seconds k+1, and over any run of
+// wake-ups every second that ended is closed once.
+func TestSchedule(t *testing.T) {
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		ticked  int64
+		elapsed time.Duration
+		seconds int64
+		wait    time.Duration
+	}{
+		{0, 0, 1, time.Second},                   // the first tick, on time
+		{0, 2 * ms, 1, 998 * ms},                 // a little late
+		{1, 1000 * ms, 1, time.Second},           // the second tick
+		{1, 999 * ms, 0, ms},                     // woke a millisecond early
+		{0, -5 * ms, 0, 5 * ms},                  // woke before the first was due
+		{5, 5*time.Second + 3*ms, 1, 997 * ms},   // tick 5, on time
+		{5, 8*time.Second + 200*ms, 4, 800 * ms}, // late by 3 s: ticks 5 to 8 at once
+	} {
+		seconds, wait := schedule(tc.ticked, tc.elapsed)
+		if seconds != tc.seconds || wait != tc.wait {
+			t.Errorf("ticked %d, woke %v after the first was due: %d seconds, next in %v; want %d, %v", tc.ticked, tc.elapsed, seconds, wait, tc.seconds, tc.wait)
+		}
+	}
+	rng := rand.New(rand.NewSource(1))
+	elapsed, ticked := time.Duration(0), int64(0)
+	for i := 0; i < 10_000; i++ {
+		seconds, wait := schedule(ticked, elapsed)
+		if seconds < 0 || wait <= 0 || wait > time.Second {
+			t.Fatalf("at %v, %d ticked: %d seconds, next in %v", elapsed, ticked, seconds, wait)
+		}
+		ticked += seconds
+		// The timer fires up to 2 ms early or late; one wake-up in 100 is a stall.
+		late := time.Duration(rng.Intn(4000)-2000) * time.Microsecond
+		if rng.Intn(100) == 0 {
+			late = time.Duration(rng.Intn(5000)) * time.Millisecond
+		}
+		elapsed += max(wait+late, 0)
+	}
+	if due := int64(elapsed/time.Second) + 1; ticked != due-1 && ticked != due {
+		t.Errorf("after %v, %d seconds closed, want %d (or the last one still due)", elapsed, ticked, due)
+	}
+}
+
+// TestTickerRuns: a ticker on the real clock closes a registry's windows
+// until it is stopped. (It asserts what was observed, never when.)
+func TestTickerRuns(t *testing.T) {
+	r := &registry{stop: make(chan struct{})}
+	obs := observed(r, "ticker.test.")
+	m := newMinTTL(nil)
+	m.registry = r
+	m.count("", "ticker.test.")
+	done := make(chan struct{})
+	go func() { defer close(done); r.run() }()
+	for i := 0; i < 200 && len(obs.got()) < 2; i++ {
 		time.Sleep(50 * time.Millisecond)
 	}
-	tk.halt()
-	n := len(obs.got())
-	if n < 2 {
-		t.Fatalf("the ticker observed %v", obs.got())
+	close(r.stop)
+	<-done
+	if got := obs.got(); len(got) < 2 || sum(got) != 1 {
+		t.Errorf("the ticker observed %v, want at least two seconds holding the query", got)
 	}
-	time.Sleep(1100 * time.Millisecond)
-	if len(obs.got()) != n {
-		t.Errorf("observations went on after halt: %d, then %d", n, len(obs.got()))
-	}
-	for i := 0; i < 50 && runtime.NumGoroutine() > before; i++ {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if g := runtime.NumGoroutine(); g > before {
-		t.Errorf("%d goroutines after halt, %d before", g, before)
-	}
-	tk.halt() // a second halt, as after a restart that failed, is harmless
 }
 
-// TestTickerAdoptsOnce: a window is owned once, and one that no ticker
-// closed for longer than maxQuiet starts afresh.
-func TestTickerAdoptsOnce(t *testing.T) {
-	obs := &seen{}
-	w := newWindow(obs, 100)
-	w.add(100)
-	var tk ticker
-	tk.own(w, 100+maxQuiet+5)
-	tk.own(w, 100+maxQuiet+5)
-	if ws := tk.windows.Load(); ws == nil || len(*ws) != 1 {
-		t.Fatalf("owned %v, want the window once", ws)
+// TestTickerStartsWithTheFirstWindow: a registry that ticks itself starts
+// one ticker, with its first window; one that does not (a test's) none.
+func TestTickerStartsWithTheFirstWindow(t *testing.T) {
+	before := goroutines()
+	quiet := &registry{}
+	quiet.countersFor("", "quiet.test.")
+	if g := goroutines(); g != before {
+		t.Errorf("%d goroutines after a window of a registry ticked by hand, %d before", g, before)
 	}
-	tk.tick(100 + maxQuiet + 6)
-	if got, want := obs.got(), []float64{0}; !slices.Equal(got, want) {
-		t.Errorf("observed %v, want only the second after adoption: the unowned stretch is not filled in", got)
+	r := &registry{ticking: true, stop: make(chan struct{})}
+	r.countersFor("", "one.test.")
+	r.countersFor("", "two.test.")
+	r.countersFor("", "one.test.")
+	if g := goroutines(); g != before+1 {
+		t.Errorf("%d goroutines after three windows, %d before: want one ticker", g, before)
 	}
+	close(r.stop)
+	if g := goroutines(); g != before {
+		t.Errorf("%d goroutines after the ticker stopped, %d before", g, before)
+	}
+}
 
-	// Unowned for maxQuiet seconds exactly: the stretch is filled in.
-	obs = &seen{}
-	w = newWindow(obs, 100)
-	w.add(100)
-	tk = ticker{}
-	tk.own(w, 100+maxQuiet)
-	tk.tick(100 + maxQuiet + 1)
-	if got := obs.got(); len(got) != 1+maxQuiet || got[0] != 1 {
-		t.Errorf("adopted after %d s: observed %d values %v, want 1 then %d zeros", maxQuiet, len(got), got, maxQuiet)
+// goroutines is the number of goroutines once it has stopped changing
+// (goroutines of earlier tests still ending).
+func goroutines() int {
+	n := runtime.NumGoroutine()
+	for i := 0; i < 100; i++ {
+		time.Sleep(20 * time.Millisecond)
+		m := runtime.NumGoroutine()
+		if m == n {
+			break
+		}
+		n = m
 	}
+	return n
 }
 
 // TestUntilNextSecond: the ticker wakes just inside the next second, so the
@@ -205,16 +279,14 @@ func TestEveryQueryInTheZoneCounts(t *testing.T) {
 	zone := fresh("perseconds")
 	m := newMinTTL(fixed{msg: srvResponse(300)})
 	m.Zones = []string{zone}
-	obs := &seen{}
-	z := countersFor("", zone, pinned.Unix())
-	z.window.observe = obs
+	obs := observed(m.registry, zone)
 	for _, q := range []struct {
 		name  string
 		qtype uint16
 	}{{"a." + zone, dns.TypeSRV}, {"b." + zone, dns.TypeA}, {zone, dns.TypeAXFR}, {"other.example.", dns.TypeA}, {"c." + zone, dns.TypeTXT}} {
 		serve(t, m, client("10.0.0.1"), q.name, q.qtype)
 	}
-	z.window.tick(pinned.Unix() + 1)
+	m.registry.tick(1)
 	if got := obs.got(); !slices.Equal(got, []float64{4}) {
 		t.Errorf("observed %v, want the 4 queries in %s in one second", got, zone)
 	}
@@ -227,14 +299,12 @@ func TestObserveOnly(t *testing.T) {
 	msg := srvResponse(1)
 	m := newMinTTL(held{msg: msg})
 	m.Zones, m.ObserveOnly = []string{zone}, true
-	obs := &seen{}
-	z := countersFor("", zone, pinned.Unix())
-	z.window.observe = obs
+	obs := observed(m.registry, zone)
 	rec := serve(t, m, client("10.0.0.1"), "linkerd-policy."+zone, dns.TypeSRV)
 	if rec != msg || rec.Answer[0].Header().Ttl != 1 {
 		t.Errorf("observe_only changed the answer: %v", rec)
 	}
-	z.window.tick(pinned.Unix() + 1)
+	m.registry.tick(1)
 	if got := obs.got(); !slices.Equal(got, []float64{1}) {
 		t.Errorf("observed %v, want the query", got)
 	}

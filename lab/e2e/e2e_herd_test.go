@@ -2,9 +2,13 @@ package e2e
 
 // The per-second load metric and observe_only, end to end: switched on and
 // off through reload, with every query counted once and every second observed
-// once across the reloads.
+// once across the reloads, failed ones and a reload followed by a quiet
+// stretch among them.
 
 import (
+	"fmt"
+	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -96,4 +100,77 @@ func series(scraped map[string]float64, suffix string) float64 {
 		}
 	}
 	return 0
+}
+
+// TestE2EFailedReloadsLeaveNothingRunning: five reloads whose new server
+// block cannot start (the test holds its port) leave go_goroutines where it
+// was. Caddy runs the new instance's OnStartup callbacks, then drops the
+// instance without its OnShutdown: whatever minttl started there would run
+// for good (before: a ticker each, 15 goroutines became 20).
+func TestE2EFailedReloadsLeaveNothingRunning(t *testing.T) {
+	t.Parallel() // it mostly waits for the reload plugin: beside the other tests
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	path, ports, block := liveCorefile(t, "failedreload.Corefile", "TAKEN", "PORT", "METRICS")
+	block("")
+	s := launch(t, path, ports)
+	ask(t, s.ports["PORT"]) // whatever starts with the first query in the zone has started
+	before := goroutines(t, s.ports["METRICS"])
+	for i := 0; i < 5; i++ {
+		// A floor of its own each time: the reload plugin tries a Corefile once.
+		block(fmt.Sprintf("other.local:%d {\n    bind 127.0.0.1\n    minttl {\n        floor %d\n    }\n}", held.Addr().(*net.TCPAddr).Port, 31+i))
+		waitForLog(t, s, "Corefile changed but reload failed", i+1)
+	}
+	waitForLog(t, s, "bind: address already in use", 5) // and for that reason
+	ask(t, s.ports["PORT"])
+	if after := goroutines(t, s.ports["METRICS"]); after > before {
+		t.Errorf("go_goroutines %v before five failed reloads, %v after", before, after)
+	} else {
+		t.Logf("go_goroutines %v before five failed reloads, %v after", before, after)
+	}
+}
+
+// ask asks for the Linkerd SRV name, in minttl's zone.
+func ask(t *testing.T, port string) {
+	t.Helper()
+	q := new(dns.Msg)
+	q.SetQuestion(lab.SRVName, dns.TypeSRV)
+	if resp, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(q, "127.0.0.1:"+port); err != nil || len(resp.Answer) == 0 {
+		t.Fatalf("%s: %v %v", lab.SRVName, resp, err)
+	}
+}
+
+// goroutines is go_goroutines once two scrapes a second apart agree.
+func goroutines(t *testing.T, metrics string) float64 {
+	t.Helper()
+	n := scrape(t, metrics)["go_goroutines"]
+	for i := 0; i < 10; i++ {
+		time.Sleep(time.Second)
+		m := scrape(t, metrics)["go_goroutines"]
+		if m == n {
+			break
+		}
+		n = m
+	}
+	return n
+}
+
+// waitForLog waits until CoreDNS's log holds text n times.
+func waitForLog(t *testing.T, s *coreDNS, text string, n int) {
+	t.Helper()
+	for i := 0; i < 300; i++ {
+		out, err := os.ReadFile(s.log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Count(string(out), text) >= n {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	out, _ := os.ReadFile(s.log)
+	t.Fatalf("CoreDNS did not log %q %d times within 30 s:\n%s", text, n, out)
 }

@@ -24,6 +24,7 @@ import (
 type coreDNS struct {
 	ports map[string]string
 	log   string // its output
+	proc  *lab.Process
 }
 
 func TestMain(m *testing.M) { os.Exit(lab.Main(m)) }
@@ -92,7 +93,7 @@ func launch(t *testing.T, path string, ports map[string]string) *coreDNS {
 			t.Fatalf("coredns: %v:\n%s", err, out)
 		}
 	}
-	return &coreDNS{ports: ports, log: p.Log}
+	return &coreDNS{ports: ports, log: p.Log, proc: p}
 }
 
 // dig runs dig against port from source address 127.0.0.<client> and returns
