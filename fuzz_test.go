@@ -69,6 +69,7 @@ func checkContract(t *testing.T, m *MinTTL, in, out *dns.Msg) {
 		t.Fatalf("header or question changed:\n%s\nto\n%s", in, out)
 	}
 	targets := map[uint32]uint32{} // floor: the target of the RRsets raised above their highest TTL
+	kept := map[uint32][]uint32{}  // floor: the MINIMUMs kept in raised SOAs, which must be at or above the target
 	for s, pair := range [][2][]dns.RR{{in.Answer, out.Answer}, {in.Ns, out.Ns}, {in.Extra, out.Extra}} {
 		a, b := pair[0], pair[1]
 		if len(a) != len(b) {
@@ -103,11 +104,12 @@ func checkContract(t *testing.T, m *MinTTL, in, out *dns.Msg) {
 			for _, i := range members {
 				was, now := minimumOf(a[i]), minimumOf(b[i])
 				switch {
-				case !withMinimum || was >= floor:
-					if now != was {
-						t.Fatalf("section %d: %s MINIMUM changed from %d to %d:\n%s", s, k, was, now, b[i])
-					}
-				case now < floor || now > floor+jitter:
+				case !withMinimum && now != was:
+					t.Fatalf("section %d: %s MINIMUM changed from %d to %d:\n%s", s, k, was, now, b[i])
+				case !withMinimum:
+				case now == was:
+					kept[floor] = append(kept[floor], was)
+				case now < was || now < floor || now > floor+jitter:
 					t.Fatalf("section %d: %s MINIMUM %d raised to %d, want %d..%d", s, k, was, now, floor, floor+jitter)
 				default:
 					if target, ok := targets[floor]; ok && target != now {
@@ -130,6 +132,13 @@ func checkContract(t *testing.T, m *MinTTL, in, out *dns.Msg) {
 					t.Fatalf("RRsets raised to %d and %d: want one floor + j for the response", target, ttl)
 				}
 				targets[floor] = ttl
+			}
+		}
+	}
+	for floor, minimums := range kept {
+		for _, minimum := range minimums {
+			if target, ok := targets[floor]; minimum < floor || ok && minimum < target {
+				t.Fatalf("a raised SOA kept its MINIMUM %d, below the floor %d or the target %d:\n%s", minimum, floor, target, out)
 			}
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/core/dnsserver"
@@ -1175,20 +1176,126 @@ func TestCountersFollowZoneAndServer(t *testing.T) {
 	}
 }
 
-// TestMinimumAtTheFloorStays: an SOA whose MINIMUM is the negative floor
-// already keeps it; only a MINIMUM below the floor is raised.
-func TestMinimumAtTheFloorStays(t *testing.T) {
-	raisedPast := false
-	for i := 1; i <= 20; i++ {
-		m := newMinTTL(fixed{msg: soaResponse(dns.RcodeNameError, 2, 30)})
-		m.Negative, m.NegativeJitter = 30, 6
-		soa := serve(t, m, client(fmt.Sprintf("10.0.0.%d", i)), srvName, dns.TypeSRV).Ns[0].(*dns.SOA)
-		if soa.Minttl != 30 || soa.Hdr.Ttl < 30 {
-			t.Errorf("client %d: SOA left with TTL %d, MINIMUM %d; want the TTL raised, MINIMUM 30", i, soa.Hdr.Ttl, soa.Minttl)
+// TestMinimumFollowsTheTarget: negative raises a MINIMUM below the target,
+// not only below the floor. The kubernetes plugin's MINIMUM is its ttl, which
+// the negative floor often repeats (ttl 30, negative 30s): kept at 30, it
+// would have every RFC 2308 resolver cache the answer for 30 s, in step,
+// whatever the jitter. A MINIMUM at or above the target stays.
+func TestMinimumFollowsTheTarget(t *testing.T) {
+	for _, minimum := range []uint32{30, 35} {
+		above := false
+		for i := 1; i <= 40; i++ {
+			m := newMinTTL(fixed{msg: soaResponse(dns.RcodeNameError, 25, minimum)})
+			m.Negative, m.NegativeJitter = 30, 9
+			soa := serve(t, m, client(fmt.Sprintf("10.0.0.%d", i)), srvName, dns.TypeSRV).Ns[0].(*dns.SOA)
+			target := soa.Hdr.Ttl
+			if target < 30 || target > 39 || soa.Minttl != max(minimum, target) {
+				t.Errorf("MINIMUM %d, client %d: SOA left with TTL %d, MINIMUM %d; want the TTL at 30..39, MINIMUM the larger of it and %d", minimum, i, target, soa.Minttl, minimum)
+			}
+			above = above || target > minimum
 		}
-		raisedPast = raisedPast || soa.Hdr.Ttl > 30
+		if !above {
+			t.Errorf("MINIMUM %d: no client's target above it: the test cannot tell it kept from raised", minimum)
+		}
 	}
-	if !raisedPast {
-		t.Error("no client got a TTL above the floor: the test cannot tell MINIMUM kept from MINIMUM raised")
+}
+
+// kelvin is the Kelvin sign, U+212A, which Unicode folds to "k" and DNS,
+// which folds ASCII only (RFC 4343), does not.
+const kelvin = "\u212a"
+
+// TestASCIIOnlyCaseFolding: "k" and the Kelvin sign are two names, so two
+// RRsets, in a small section (compared pairwise) and in a large one (grouped);
+// so are "s" and the long s, ſ. ASCII letters fold, on both paths.
+func TestASCIIOnlyCaseFolding(t *testing.T) {
+	zone := "k8s.test."
+	for _, tc := range []struct {
+		low, high string
+		one       bool // one RRset
+	}{
+		{"k." + zone, kelvin + "." + zone, false},
+		{"s." + zone, "\u017f." + zone, false},
+		{"k." + zone, "K." + zone, true},
+	} {
+		one := tc.one
+		for _, padding := range []int{0, smallSection} {
+			msg := new(dns.Msg)
+			msg.SetQuestion(tc.low, dns.TypeA)
+			msg.Response = true
+			msg.Answer = []dns.RR{test.A(tc.low + " 3 IN A 10.0.0.1"), test.A(tc.high + " 300 IN A 10.0.0.2")}
+			for i := 0; i < padding; i++ {
+				msg.Answer = append(msg.Answer, test.A(fmt.Sprintf("pad%d.%s %d IN A 10.0.1.%d", i, zone, 3+i%2, i)))
+			}
+			m := newMinTTL(fixed{msg: msg})
+			m.Zones = []string{zone}
+			got := ttls(serve(t, m, client("10.0.0.1"), tc.low, dns.TypeA).Answer)
+			if one && (got[0] != 300 || got[1] != 300) || !one && (got[0] < 30 || got[0] > 36 || got[1] != 300) {
+				t.Errorf("%q and %q (%d more records): TTLs %v, want %s", tc.low, tc.high, padding, got[:2],
+					map[bool]string{true: "one RRset, 300", false: "two RRsets: 30..36, and 300 as it came"}[one])
+			}
+		}
+	}
+	// Zones too: σ and Σ (two bytes each) are two names, k8s and K8S one.
+	if got := matchZone([]string{"\u03c3.test."}, "x.\u03a3.test."); got != "" {
+		t.Errorf("x.\u03a3.test. matched the zone %q", got)
+	}
+	if got := matchZone([]string{zone}, "x.K8S.TEST."); got != zone {
+		t.Errorf("x.K8S.TEST. matched %q, want %q", got, zone)
+	}
+}
+
+// TestFoldingAgreesWithMiekg: on ASCII names, sameName and lowerASCII agree
+// with miekg/dns's CanonicalName (which CoreDNS's cache and rrutil use), and
+// matchZone with plugin.Zones.Matches (dns.IsSubDomain). Beyond ASCII,
+// IsSubDomain folds ASCII bytes only, as minttl does; CanonicalName maps
+// runes with strings.Map, which folds ASCII only too but turns each byte
+// that is not UTF-8 into U+FFFD, so names differing there canonicalize alike.
+func TestFoldingAgreesWithMiekg(t *testing.T) {
+	rng := rand.New(rand.NewSource(4343))
+	const letters = "aAbBkKsSzZ09-_.@[`{\\"
+	name := func() string {
+		b := make([]byte, 1+rng.Intn(6))
+		for i := range b {
+			b[i] = letters[rng.Intn(len(letters))]
+		}
+		return strings.Trim(string(b), ".\\") + "x." // no empty label, no escaped last dot
+	}
+	for i := 0; i < 20000; i++ {
+		a, b := name(), name()
+		if rng.Intn(2) == 0 { // b a case variant of a
+			b = strings.Map(func(r rune) rune {
+				if rng.Intn(2) == 0 {
+					return unicode.ToUpper(r)
+				}
+				return r
+			}, a)
+		}
+		if got, want := sameName(a, b), dns.CanonicalName(a) == dns.CanonicalName(b); got != want {
+			t.Fatalf("%q, %q: sameName %v, CanonicalName says %v", a, b, got, want)
+		}
+		if got, want := lowerASCII(a), dns.CanonicalName(a); got != want {
+			t.Fatalf("%q: lowerASCII %q, CanonicalName %q", a, got, want)
+		}
+		zones := []string{strings.SplitN(b, ".", 2)[1], b}
+		if zones[0] == "" {
+			zones[0] = "."
+		}
+		if got, want := matchZone(zones, a), plugin.Zones(zones).Matches(a); got != want {
+			t.Fatalf("%q in %q: matchZone %q, plugin.Zones.Matches %q", a, zones, got, want)
+		}
+	}
+	// Beyond ASCII: IsSubDomain agrees, CanonicalName differs on bytes that are not UTF-8.
+	for _, qname := range []string{"x.\u03a3.test.", "x.\u03c3.test.", kelvin + "8s.test."} {
+		zones := []string{"\u03c3.test.", "k8s.test."}
+		if got, want := matchZone(zones, qname), plugin.Zones(zones).Matches(qname); got != want {
+			t.Errorf("%q: matchZone %q, plugin.Zones.Matches %q", qname, got, want)
+		}
+	}
+	if sameName("\xff.test.", "\xfe.test.") || dns.CanonicalName("\xff.test.") != dns.CanonicalName("\xfe.test.") {
+		t.Errorf("bytes 0xFF and 0xFE: sameName %v, CanonicalName %q and %q",
+			sameName("\xff.test.", "\xfe.test."), dns.CanonicalName("\xff.test."), dns.CanonicalName("\xfe.test."))
+	}
+	if got := testing.AllocsPerRun(100, func() { lowerASCII(srvName) }); got != 0 {
+		t.Errorf("lowerASCII of a lower-case name: %v allocations", got)
 	}
 }

@@ -97,17 +97,28 @@ func parse(c *caddy.Controller) (*MinTTL, error) {
 
 // zonesArgs returns the zones given as arguments, or else the server block's.
 // plugin.OriginsFromArgsOrServerBlock drops a zone it cannot read, and takes
-// a CIDR it cannot read for a name: minttl would then act on none of the zones
-// the operator meant, silently. Refuse them instead.
+// a CIDR it cannot read, or a bare address, for a name: minttl would then act
+// on none of the zones the operator meant, silently. Refuse them instead.
 func zonesArgs(c *caddy.Controller) ([]string, error) {
 	args := c.RemainingArgs()
 	for _, arg := range args {
+		if ip := net.ParseIP(strings.TrimSuffix(arg, ".")); ip != nil {
+			return nil, c.Errf("zone %q is an address, not a zone: for its reverse zone give %s", arg, hostCIDR(ip))
+		}
 		zones := plugin.Host(arg).NormalizeExact()
 		if len(zones) == 0 || badCIDR(zones[0]) {
 			return nil, c.Errf("invalid zone %q", arg)
 		}
 	}
 	return plugin.OriginsFromArgsOrServerBlock(args, c.ServerBlockKeys), nil
+}
+
+// hostCIDR is the CIDR of ip alone: ip/32, or ip/128 for an IPv6 address.
+func hostCIDR(ip net.IP) string {
+	if v4 := ip.To4(); v4 != nil {
+		return v4.String() + "/32"
+	}
+	return ip.String() + "/128"
 }
 
 // badCIDR reports whether zone is an IP address with a prefix that

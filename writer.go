@@ -2,7 +2,6 @@ package minttl
 
 import (
 	"errors"
-	"strings"
 
 	"github.com/miekg/dns"
 )
@@ -269,11 +268,13 @@ func (l level) raised(set span) (uint32, bool) {
 }
 
 // minimumRaised is the MINIMUM rr leaves with when its RRset is raised at
-// this level: the target for an SOA whose MINIMUM is below the floor, or 0
-// when rr keeps its own.
+// this level: the target for an SOA whose MINIMUM is below it, or 0 when rr
+// keeps its own. A MINIMUM kept between the floor and the target (the
+// kubernetes plugin's ttl, given as the negative floor too) would cap every
+// client's negative caching at it, in step, whatever its jitter.
 func (l level) minimumRaised(rr dns.RR) uint32 {
 	if l.minimum {
-		if soa, ok := rr.(*dns.SOA); ok && soa.Minttl < l.floor {
+		if soa, ok := rr.(*dns.SOA); ok && soa.Minttl < l.target {
 			return l.target
 		}
 	}
@@ -335,7 +336,7 @@ type rrsetKey struct {
 
 func keyOf(rr dns.RR) rrsetKey {
 	h := rr.Header()
-	return rrsetKey{strings.ToLower(h.Name), h.Class, rrsetType(rr)}
+	return rrsetKey{lowerASCII(h.Name), h.Class, rrsetType(rr)}
 }
 
 // group returns the span of every eligible RRset of rrs.
@@ -379,4 +380,43 @@ func sameRRset(h *dns.RR_Header, t uint16, rr dns.RR) bool {
 	return o.Class == h.Class && rrsetType(rr) == t && sameName(o.Name, h.Name)
 }
 
-func sameName(a, b string) bool { return a == b || strings.EqualFold(a, b) }
+// sameName reports whether a and b are one name. DNS compares names without
+// the case of ASCII letters, and of nothing else (RFC 4343): "k" and the
+// Kelvin sign, which Unicode folds together, are two names. Names from the
+// wire hold no byte above 0x7E (miekg/dns escapes them as \DDD), but records
+// a plugin built may.
+func sameName(a, b string) bool { return a == b || equalFoldASCII(a, b) }
+
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if lowerByte(a[i]) != lowerByte(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// lowerASCII is name with its ASCII letters in lower case; name itself,
+// without allocating, when it has none in upper case.
+func lowerASCII(name string) string {
+	for i := 0; i < len(name); i++ {
+		if 'A' <= name[i] && name[i] <= 'Z' {
+			lower := []byte(name)
+			for j := i; j < len(lower); j++ {
+				lower[j] = lowerByte(lower[j])
+			}
+			return string(lower)
+		}
+	}
+	return name
+}
+
+func lowerByte(b byte) byte {
+	if 'A' <= b && b <= 'Z' {
+		return b + 'a' - 'A'
+	}
+	return b
+}

@@ -231,6 +231,27 @@ func TestE2ENODATABehindCNAME(t *testing.T) {
 	}
 }
 
+// TestE2ENegativeMinimumFollowsTheJitter: kubeadm's ttl 30 as the negative
+// floor, with a jitter of 9 s, over the kubernetes plugin's MINIMUM of 30: the
+// SOA's TTL goes to 30..39 and MINIMUM with it, or every RFC 2308 resolver
+// would cache the NXDOMAIN for exactly 30 s, in step.
+func TestE2ENegativeMinimumFollowsTheJitter(t *testing.T) {
+	s := startCoreDNS(t, "nodata.Corefile", "PORT")
+	above := 0
+	for client := 20; client < 50; client++ {
+		soa := negativeSOA(t, digOutput(t, s.ports["PORT"], client, "+noall", "+authority", "A", "nope.kubeadm.test."))
+		if soa.Hdr.Ttl < 30 || soa.Hdr.Ttl > 39 || soa.Minttl != soa.Hdr.Ttl {
+			t.Errorf("client %d: SOA TTL %d, MINIMUM %d; want 30..39, MINIMUM with it", client, soa.Hdr.Ttl, soa.Minttl)
+		}
+		if soa.Hdr.Ttl > 30 {
+			above++
+		}
+	}
+	if above == 0 {
+		t.Error("no client got a TTL above 30: the test cannot tell MINIMUM kept from raised")
+	}
+}
+
 // TestE2EMetricValues: a zone holding 100 types without a metric label of
 // their own makes one series, type="other"; the counters count what minttl
 // raised and the TTL-0 records it may raise, nothing else.

@@ -268,6 +268,8 @@ func TestE2EBadCorefileRefusesToStart(t *testing.T) {
 		{"minttl ..bad", 4, `invalid zone "..bad"`},
 		{"minttl linkerd.svc.cluster.local ..bad", 4, `invalid zone "..bad"`},
 		{"minttl 10.0.0.0/33", 4, `invalid zone "10.0.0.0/33"`},
+		{"minttl 10.0.0.1", 4, `zone "10.0.0.1" is an address, not a zone: for its reverse zone give 10.0.0.1/32`},
+		{"minttl linkerd.svc.cluster.local fd00::53", 4, `zone "fd00::53" is an address, not a zone: for its reverse zone give fd00::53/128`},
 		{"minttl {\n        types SRV ANY\n    }", 5, `type "ANY" is a query or meta type`},
 		{"minttl {\n        floor 1\n        jitter 2147483000\n        negative 24h\n    }", 6, "negative + jitter is"},
 		{"minttl {\n        floor 5s\n        jitter 1s\n    }", 6, `jitter "1s" cannot spread clients`},
