@@ -79,10 +79,10 @@ func (r *registry) tick(seconds int64) {
 	}
 }
 
-// run ticks r once a second until r.stop is closed. Its first tick comes at the turn of a wall-clock second, so
-// that replicas count the same seconds; every one after it k seconds later
-// on the monotonic clock, which a wall clock stepped (NTP, a resumed VM)
-// does not move.
+// run ticks r once a second until r.stop is closed. Its first tick comes at
+// the turn of a wall-clock second, so that replicas count the same seconds;
+// every one after it k seconds later on the monotonic clock, which a wall
+// clock stepped (NTP, a resumed VM) does not move.
 func (r *registry) run() {
 	first := time.Now()
 	first = first.Add(untilNextSecond(first)) // keeps first's monotonic reading
