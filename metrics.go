@@ -35,6 +35,16 @@ var (
 		Help:      "Counter of records that reached minttl with TTL 0.",
 	}, []string{"server", "zone"})
 
+	// A stale answer's share of the zone's queries tells a failing backend
+	// from a healthy serve_stale, which answers the first query after each
+	// expiry stale; records per answer vary, answers do not.
+	zeroTTLResponses = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "minttl",
+		Name:      "zero_ttl_responses_total",
+		Help:      "Counter of responses that reached minttl with a record of TTL 0.",
+	}, []string{"server", "zone"})
+
 	// A herd sends as many queries in five minutes as an even load: only
 	// how they fall into seconds tells them apart. A histogram of the
 	// per-second count, observed once a second, sums across replicas and
@@ -84,6 +94,7 @@ func (w *ResponseWriter) report(c *copier) {
 	z.responses.Inc()
 	if c.zero > 0 {
 		z.zero.Add(float64(c.zero))
+		z.zeroResponses.Inc()
 	}
 	for i := 0; i < c.kinds; i++ {
 		z.records(c.types[i]).Add(float64(c.raised[i]))
@@ -104,9 +115,9 @@ type serverZone struct{ server, zone string }
 // zoneCounters are the counters of one server and zone.
 type zoneCounters struct {
 	serverZone
-	responses, zero prometheus.Counter
-	byType          atomic.Pointer[map[uint16]prometheus.Counter]
-	window          *window
+	responses, zero, zeroResponses prometheus.Counter
+	byType                         atomic.Pointer[map[uint16]prometheus.Counter]
+	window                         *window
 }
 
 var (
@@ -131,10 +142,11 @@ func (m *MinTTL) countersFor(server, zone string, now int64) *zoneCounters {
 func countersFor(server, zone string, now int64) *zoneCounters {
 	return loadOrStore(&allCounters, serverZone{server, zone}, func() *zoneCounters {
 		return &zoneCounters{
-			serverZone: serverZone{server, zone},
-			responses:  raisedResponses.WithLabelValues(server, zone),
-			zero:       zeroTTLRecords.WithLabelValues(server, zone),
-			window:     newWindow(queriesPerSecond.WithLabelValues(server, zone), now),
+			serverZone:    serverZone{server, zone},
+			responses:     raisedResponses.WithLabelValues(server, zone),
+			zero:          zeroTTLRecords.WithLabelValues(server, zone),
+			zeroResponses: zeroTTLResponses.WithLabelValues(server, zone),
+			window:        newWindow(queriesPerSecond.WithLabelValues(server, zone), now),
 		}
 	})
 }

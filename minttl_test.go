@@ -446,6 +446,7 @@ func TestMetrics(t *testing.T) {
 			raisedRecords.WithLabelValues("", zone, "A"),
 			raisedResponses.WithLabelValues("", zone),
 			zeroTTLRecords.WithLabelValues("", zone),
+			zeroTTLResponses.WithLabelValues("", zone),
 		}
 	}
 	inner, outer := counters("linkerd.metrics.test."), counters("metrics.test.")
@@ -473,14 +474,25 @@ func TestMetrics(t *testing.T) {
 		{"raised A (not in types)", 0},
 		{"raised responses", 1},
 		{"zero TTL (only SRV records are in scope)", 3},
+		{"responses with a zero TTL", 1},
 		{"raised SRV in the shorter zone", 0},
 		{"raised A in the shorter zone", 0},
 		{"raised responses in the shorter zone", 0},
 		{"zero TTL in the shorter zone", 0},
+		{"responses with a zero TTL in the shorter zone", 0},
 	} {
 		if got := after[i] - before[i]; got != tc.want {
 			t.Errorf("%s: went up by %v, want %v", tc.name, got, tc.want)
 		}
+	}
+	// A decayed answer is raised, but it was not stale.
+	m.Next = fixed{msg: srvResponse(4)}
+	stale := testutil.ToFloat64(zeroTTLResponses.WithLabelValues("", "linkerd.metrics.test."))
+	if _, err := m.ServeDNS(context.Background(), dnstest.NewRecorder(client("10.0.0.1")), req); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(zeroTTLResponses.WithLabelValues("", "linkerd.metrics.test.")) - stale; got != 0 {
+		t.Errorf("responses with a zero TTL went up by %v for an answer with TTL 4", got)
 	}
 }
 

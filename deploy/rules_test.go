@@ -16,13 +16,18 @@ const (
 	rulesTestFile = "monitoring/minttl-rules.test.yaml"
 )
 
-func promtool(t *testing.T, args ...string) {
+func promtoolPath(t *testing.T) string {
 	t.Helper()
 	path, err := exec.LookPath("promtool")
 	if err != nil {
 		t.Fatalf("promtool is missing (make deploy-test installs it; or apt-get install prometheus): %v", err)
 	}
-	out, err := exec.Command(path, args...).CombinedOutput()
+	return path
+}
+
+func promtool(t *testing.T, args ...string) {
+	t.Helper()
+	out, err := exec.Command(promtoolPath(t), args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("promtool %v: %v\n%s", args, err, out)
 	}
