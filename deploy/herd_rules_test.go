@@ -247,7 +247,8 @@ func TestHerdRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	readings := map[string]map[string]string{}
+	table := os.Getenv("MINTTL_HERD_RULES_TABLE") // make herd-rules writes it for docs/monitoring.md
+	readings := map[string]map[string]reading{}
 	for _, mode := range histogramModes {
 		t.Run(mode.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -255,27 +256,70 @@ func TestHerdRules(t *testing.T) {
 			if err := os.WriteFile(test, []byte(herdTests(rules, scenarios, bounds, mode)), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if testing.Verbose() {
+			if testing.Verbose() || table != "" {
 				readings[mode.name] = probe(t, rules, scenarios, bounds, mode, dir)
 			}
 			promtool(t, "test", "rules", test)
 		})
 	}
-	if !testing.Verbose() {
-		return
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "\n%-40s", "scenario: herd factor / busiest seconds")
-	for _, mode := range histogramModes {
-		fmt.Fprintf(&b, " %-22s", mode.name)
-	}
-	for _, s := range scenarios {
-		fmt.Fprintf(&b, "\n%-40s", s.name)
-		for _, mode := range histogramModes {
-			fmt.Fprintf(&b, " %-22s", readings[mode.name][s.zone()])
+	if table != "" && !t.Failed() {
+		if err := os.WriteFile(table, []byte(readingsTable(scenarios, readings, promtoolVersion(t))), 0o644); err != nil {
+			t.Fatal(err)
 		}
 	}
-	t.Log(b.String())
+}
+
+// reading is what the rules said of a zone at the end of its run.
+type reading struct{ factor, busiest float64 }
+
+func (r reading) String() string { return fmt.Sprintf("%.1f / %.0f", r.factor, r.busiest) }
+
+// readingsTable is the markdown table of what the rules read, the sweep of
+// even loads summed up in one line.
+func readingsTable(scenarios []herdScenario, readings map[string]map[string]reading, version string) string {
+	var b strings.Builder
+	b.WriteString("Made by `make herd-rules` (deploy/herd_rules_test.go, promtool " + version + ").\n\n")
+	b.WriteString("| scenario | replicas | MinttlDNSHerd | classic | native and classic | native only |\n|---|--:|---|--:|--:|--:|\n")
+	var sweep []herdScenario
+	for _, s := range scenarios {
+		if strings.HasPrefix(s.name, "sweep-") {
+			sweep = append(sweep, s)
+			continue
+		}
+		verdict := "quiet"
+		if s.fires {
+			verdict = "fires"
+		}
+		fmt.Fprintf(&b, "| %s | %d | %s |", s.name, len(s.replicas), verdict)
+		for _, mode := range histogramModes {
+			fmt.Fprintf(&b, " %s |", readings[mode.name][s.zone()])
+		}
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "| %d even loads, 5.5 to 40 queries a second, split every way over 1 to 20 replicas | 1-20 | quiet |", len(sweep))
+	for _, mode := range histogramModes {
+		var chance, busy reading // the highest herd factor; the highest where the busiest seconds reach 10
+		for _, s := range sweep {
+			r := readings[mode.name][s.zone()]
+			if r.factor > chance.factor {
+				chance = r
+			}
+			if r.busiest >= 10 && r.factor > busy.factor {
+				busy = r
+			}
+		}
+		fmt.Fprintf(&b, " up to %s; %s where busiest ≥ 10 |", chance, busy)
+	}
+	b.WriteString("\n\nEach cell: the herd factor (`server_zone:coredns_minttl_queries_per_second:herd_factor5m`) / the busiest seconds (`server_zone:coredns_minttl_queries_per_second:p99_5m`) at the end of 30 minutes scraped every 30 s; the alert's verdict was checked in every mode.\n")
+	return b.String()
+}
+
+func promtoolVersion(t *testing.T) string {
+	out, _ := exec.Command(promtoolPath(t), "--version").Output()
+	if f := strings.Fields(string(out)); len(f) >= 3 {
+		return f[2]
+	}
+	return "?"
 }
 
 // bucketBounds are the le labels of coredns_minttl_queries_per_second as the
@@ -479,7 +523,7 @@ func alertLabels(name string, s herdScenario) string {
 // probe has promtool evaluate the herd factor and the busiest seconds of
 // every scenario at the end of the run, and returns them by zone as text:
 // promtool prints what it got when it expected something else.
-func probe(t *testing.T, rules string, scenarios []herdScenario, bounds []string, mode histogramMode, dir string) map[string]string {
+func probe(t *testing.T, rules string, scenarios []herdScenario, bounds []string, mode histogramMode, dir string) map[string]reading {
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "rule_files: [%q]\nevaluation_interval: %ds\ntests:\n", rules, scrapeInterval)
@@ -494,22 +538,26 @@ func probe(t *testing.T, rules string, scenarios []herdScenario, bounds []string
 		t.Fatal(err)
 	}
 	out, _ := exec.Command(promtoolPath(t), "test", "rules", path).CombinedOutput()
-	got := regexp.MustCompile(`\{[^}]*zone="([^"]+)"\} ([-+0-9.eE]+|NaN)`)
-	readings := map[string]string{}
-	for _, line := range strings.Split(string(out), "\n") {
-		if !strings.Contains(line, "got:") {
+	got := regexp.MustCompile(`expr: "server_zone:coredns_minttl_queries_per_second:(\w+)"|\{[^}]*zone="([^"]+)"\} ([-+0-9.eE]+|NaN)`)
+	readings := map[string]reading{}
+	rule := ""
+	for _, m := range got.FindAllStringSubmatch(string(out), -1) {
+		if m[1] != "" {
+			rule = m[1]
 			continue
 		}
-		for _, m := range got.FindAllStringSubmatch(line, -1) {
-			v, _ := strconv.ParseFloat(m[2], 64)
-			if readings[m[1]] != "" {
-				readings[m[1]] += " / "
-			}
-			readings[m[1]] += strconv.FormatFloat(v, 'f', 2, 64)
+		v, _ := strconv.ParseFloat(m[3], 64)
+		r := readings[m[2]]
+		switch rule {
+		case "herd_factor5m":
+			r.factor = v
+		case "p99_5m":
+			r.busiest = v
 		}
+		readings[m[2]] = r
 	}
-	if len(readings) == 0 {
-		t.Errorf("promtool printed no readings:\n%s", out)
+	if len(readings) < len(scenarios) {
+		t.Errorf("promtool printed readings of %d zones of %d:\n%s", len(readings), len(scenarios), out)
 	}
 	return readings
 }
