@@ -8,12 +8,52 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 )
+
+// PrometheusEnv names the Prometheus binary the lab runs; make sets it to
+// .bin/prometheus/prometheus (make prometheus builds it, lab/prometheus).
+const PrometheusEnv = "MINTTL_PROMETHEUS"
+
+// PrometheusBinary is $MINTTL_PROMETHEUS, or .bin/prometheus/prometheus at
+// the top of the checkout the working directory is in. A missing binary is an
+// error: the lab never falls back to another Prometheus.
+func PrometheusBinary() (string, error) {
+	path := os.Getenv(PrometheusEnv)
+	if path == "" {
+		top, err := checkoutTop()
+		if err != nil {
+			return "", fmt.Errorf("no Prometheus (set %s, or make prometheus in the checkout): %w", PrometheusEnv, err)
+		}
+		path = filepath.Join(top, ".bin", "prometheus", "prometheus")
+	}
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("Prometheus missing (make prometheus builds it): %w", err)
+	}
+	return filepath.Abs(path)
+}
+
+// checkoutTop is the nearest folder up from the working directory that holds
+// lab/prometheus/build.
+func checkoutTop() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "lab", "prometheus", "build")); err == nil {
+			return dir, nil
+		}
+		up := filepath.Dir(dir)
+		if up == dir {
+			return "", errors.New("not in a minttl checkout")
+		}
+		dir = up
+	}
+}
 
 // Prometheus is a Prometheus server on loopback that scrapes the targets
 // the lab hands it (file service discovery) and evaluates rule files.
@@ -23,12 +63,12 @@ type Prometheus struct {
 	sd   string // the folder of its target files
 }
 
-// StartPrometheus starts Debian's prometheus in dir, scraping and evaluating
-// every interval, with the rule files given.
+// StartPrometheus starts the lab's Prometheus (PrometheusBinary) in dir,
+// scraping and evaluating every interval, with the rule files given.
 func StartPrometheus(ctx context.Context, dir string, interval time.Duration, rules ...string) (*Prometheus, error) {
-	binary, err := exec.LookPath("prometheus")
+	binary, err := PrometheusBinary()
 	if err != nil {
-		return nil, fmt.Errorf("prometheus is missing (apt-get install prometheus): %w", err)
+		return nil, err
 	}
 	port, err := FreePort()
 	if err != nil {
