@@ -47,7 +47,7 @@ LAB := cd lab && CGO_ENABLED=0
 DOCS := $(LAB) $(GO) run ./docs -root ..
 
 .PHONY: docs run test compat storm storm-replicas storm-nodelocal storm-scale storm-jitter storm-rules bench fuzz soak mutation clean lab-tools image image-archive image-name deploy-test
-.PHONY: controlplane prometheus storm-kube storm-herd herd-sim
+.PHONY: controlplane prometheus storm-kube storm-herd herd-sim herd-rules
 
 coredns: $(SOURCES)
 	@test -n "$(ABOVE)" || { echo "plugin.cfg.example has no line after minttl's"; exit 1; }
@@ -176,6 +176,14 @@ storm-herd: coredns lab-tools prometheus
 # linkerd-destination pod every 20 s (5 minutes).
 storm-kube: coredns lab-tools controlplane
 	.bin/stormlab -scenarios kube_kubeadm,kube_kubeadm_minttl,kube_eks,kube_eks_minttl -replicas 2 -stagger 30s -churn 20s -out results/storm-kube $(STORM_FLAGS)
+	$(DOCS) -embed
+
+# What deploy/'s herd rules read in every scrape mode (docs/monitoring.md):
+# deploy/herd_rules_test.go's cases, evaluated by promtool.
+herd-rules: coredns prometheus
+	mkdir -p results/rules
+	cd deploy && MINTTL_COREDNS=$(CURDIR)/coredns $(PROMETHEUS_ENV) MINTTL_HERD_RULES_TABLE=$(CURDIR)/results/rules/herd-rules.md \
+		$(GO) test -count=1 -run TestHerdRules .
 	$(DOCS) -embed
 
 # The herd simulation (herd_test.go): jitter settings, rules compared, pod
