@@ -232,12 +232,16 @@ func herdScenarios() []herdScenario {
 type histogramMode struct {
 	name            string
 	classic, native bool
+	// custom: the classic buckets as one native histogram of custom
+	// buckets (convert_classic_histograms_to_nhcb)
+	custom bool
 }
 
 var histogramModes = []histogramMode{
-	{"classic", true, false},
-	{"native-and-classic", true, true},
-	{"native", false, true},
+	{name: "classic", classic: true},
+	{name: "native-and-classic", classic: true, native: true},
+	{name: "native", native: true},
+	{name: "classic-as-custom-buckets", custom: true},
 }
 
 func TestHerdRules(t *testing.T) {
@@ -279,7 +283,7 @@ func (r reading) String() string { return fmt.Sprintf("%.1f / %.0f", r.factor, r
 func readingsTable(scenarios []herdScenario, readings map[string]map[string]reading, version string) string {
 	var b strings.Builder
 	b.WriteString("Made by `make herd-rules` (deploy/herd_rules_test.go, promtool " + version + ").\n\n")
-	b.WriteString("| scenario | replicas | MinttlDNSHerd | classic | native and classic | native only |\n|---|--:|---|--:|--:|--:|\n")
+	b.WriteString("| scenario | replicas | MinttlDNSHerd | classic | native and classic | native only | classic as custom buckets |\n|---|--:|---|--:|--:|--:|--:|\n")
 	var sweep []herdScenario
 	for _, s := range scenarios {
 		if strings.HasPrefix(s.name, "sweep-") {
@@ -361,6 +365,9 @@ func inputSeries(s herdScenario, bounds []string, mode histogramMode) string {
 		}
 		if mode.native {
 			nativeSeries(&b, labels, scrapes)
+		}
+		if mode.custom {
+			customSeries(&b, labels, scrapes, bounds)
 		}
 	}
 	return b.String()
@@ -461,6 +468,31 @@ func nativeSeries(b *strings.Builder, labels string, scrapes []scrape) {
 }
 
 const nativeSchemaScale = 1 << nativeSchema
+
+// customSeries writes the classic buckets as Prometheus converts them into a
+// native histogram with custom buckets (schema -53): bucket i holds the
+// seconds above bound i-1 up to bound i, the last one those above every bound.
+func customSeries(b *strings.Builder, labels string, scrapes []scrape, bounds []string) {
+	finite := bounds[:len(bounds)-1] // without +Inf
+	limits := make([]float64, len(finite))
+	for i, le := range finite {
+		limits[i], _ = strconv.ParseFloat(le, 64)
+	}
+	series(b, fmt.Sprintf("coredns_minttl_queries_per_second{%s}", labels), scrapes, func(seconds []int) string {
+		counts := make([]int, len(limits)+1)
+		top := 0
+		for _, n := range seconds {
+			i, _ := slices.BinarySearch(limits, float64(n))
+			counts[i]++
+			top = max(top, i)
+		}
+		text := make([]string, top+1)
+		for i := range text {
+			text[i] = strconv.Itoa(counts[i])
+		}
+		return fmt.Sprintf("{{schema:-53 sum:%d count:%d custom_values:[%s] buckets:[%s]}}", total(seconds), len(seconds), strings.Join(finite, " "), strings.Join(text, " "))
+	})
+}
 
 func series(b *strings.Builder, name string, scrapes []scrape, value func([]int) string) {
 	fmt.Fprintf(b, "  - series: '%s'\n    values: '", name)
