@@ -190,7 +190,7 @@ herd-rules: coredns prometheus
 # address layouts, replicas with skewed clocks, in simulated time (seconds).
 herd-sim:
 	mkdir -p results
-	$(GO) test -count=1 -run 'TestJitterSettings|TestJitterRules|TestPodLayoutsSpread|TestReplicaClockSkew' -v . | \
+	$(GO) test -count=1 -run 'TestJitterSettings|TestJitterRules|TestPodLayoutsSpread|TestAddressLayouts|TestReplicaClockSkew' -v . | \
 		sed -e '/^=== RUN/d' -e 's/^ *[a-z_]*_test.go:[0-9]*: //' > results/herd-sim.txt
 	$(DOCS) -embed
 
