@@ -35,6 +35,16 @@ var (
 		Help:      "Counter of records that reached minttl with TTL 0.",
 	}, []string{"server", "zone"})
 
+	// A stale answer's share of the zone's queries tells a failing backend
+	// from a healthy serve_stale, which answers the first query after each
+	// expiry stale; records per answer vary, answers do not.
+	zeroTTLResponses = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "minttl",
+		Name:      "zero_ttl_responses_total",
+		Help:      "Counter of responses that reached minttl with a record of TTL 0.",
+	}, []string{"server", "zone"})
+
 	// A herd sends as many queries in five minutes as an even load: only
 	// how they fall into seconds tells them apart. A histogram of the
 	// per-second count, observed once a second, sums across replicas and
@@ -78,6 +88,7 @@ func (w *ResponseWriter) report(c *copier) {
 	z.responses.Inc()
 	if c.zero > 0 {
 		z.zero.Add(float64(c.zero))
+		z.zeroResponses.Inc()
 	}
 	for i := 0; i < c.kinds; i++ {
 		z.records(c.types[i]).Add(float64(c.raised[i]))
@@ -98,9 +109,9 @@ type serverZone struct{ server, zone string }
 // zoneCounters are the counters of one server and zone.
 type zoneCounters struct {
 	serverZone
-	responses, zero prometheus.Counter
-	byType          atomic.Pointer[map[uint16]prometheus.Counter]
-	window          *window
+	responses, zero, zeroResponses prometheus.Counter
+	byType                         atomic.Pointer[map[uint16]prometheus.Counter]
+	window                         *window
 }
 
 // countersMu serializes the first sight of a label value, in every registry.

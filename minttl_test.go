@@ -453,6 +453,7 @@ func TestMetrics(t *testing.T) {
 			raisedRecords.WithLabelValues("", zone, "A"),
 			raisedResponses.WithLabelValues("", zone),
 			zeroTTLRecords.WithLabelValues("", zone),
+			zeroTTLResponses.WithLabelValues("", zone),
 		}
 	}
 	inner, outer := counters("linkerd.metrics.test."), counters("metrics.test.")
@@ -480,14 +481,25 @@ func TestMetrics(t *testing.T) {
 		{"raised A (not in types)", 0},
 		{"raised responses", 1},
 		{"zero TTL (only SRV records are in scope)", 3},
+		{"responses with a zero TTL", 1},
 		{"raised SRV in the shorter zone", 0},
 		{"raised A in the shorter zone", 0},
 		{"raised responses in the shorter zone", 0},
 		{"zero TTL in the shorter zone", 0},
+		{"responses with a zero TTL in the shorter zone", 0},
 	} {
 		if got := after[i] - before[i]; got != tc.want {
 			t.Errorf("%s: went up by %v, want %v", tc.name, got, tc.want)
 		}
+	}
+	// A decayed answer is raised, but it was not stale.
+	m.Next = fixed{msg: srvResponse(4)}
+	stale := testutil.ToFloat64(zeroTTLResponses.WithLabelValues("", "linkerd.metrics.test."))
+	if _, err := m.ServeDNS(context.Background(), dnstest.NewRecorder(client("10.0.0.1")), req); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(zeroTTLResponses.WithLabelValues("", "linkerd.metrics.test.")) - stale; got != 0 {
+		t.Errorf("responses with a zero TTL went up by %v for an answer with TTL 4", got)
 	}
 }
 
@@ -643,26 +655,33 @@ func TestTypesKeepRRSIGWithItsType(t *testing.T) {
 }
 
 // TestIPv6NodesKeepTheirOwnKeys: pods of different nodes' /64s whose node and
-// pod numbers fold alike (N ^ P) get keys of their own, neighbours in one /64
-// stay neighbours, and an IPv4-mapped address is the IPv4 address.
+// pod numbers fold alike (N ^ P) get keys of their own, neighbours in a prefix
+// are consecutive pods of one node, the next node's prefix (/24, /64, /80) is
+// the next node, and an IPv4-mapped address is the IPv4 address.
 func TestIPv6NodesKeepTheirOwnKeys(t *testing.T) {
 	keys := map[uint64]string{}
 	for _, ip := range []string{"fd00:10:244:1::2", "fd00:10:244:2::1", "fd00:10:244:3::", "fd00:10:244::3", "fd00:10:244:1::3"} {
-		k := addressKey(net.ParseIP(ip))
+		k := clientKey(&net.UDPAddr{IP: net.ParseIP(ip)}, srvName)
 		if other, seen := keys[k]; seen {
 			t.Errorf("%s and %s share key %#x", ip, other, k)
 		}
 		keys[k] = ip
 	}
-	if a, b := addressKey(net.ParseIP("fd00:10:244:7::a")), addressKey(net.ParseIP("fd00:10:244:7::b")); b-a != 1 {
-		t.Errorf("neighbours in a /64: keys %#x and %#x", a, b)
+	for _, pair := range [][2]string{
+		{"fd00:10:244:7::a", "fd00:10:244:7::b"}, {"10.244.7.10", "10.244.7.11"},
+		{"fd00:10:244:7::a", "fd00:10:244:8::a"}, {"2600:1f14:abc:1200:8c07::a", "2600:1f14:abc:1200:8c08::a"}, {"10.244.7.10", "10.244.8.10"},
+		{"10.244.255.10", "10.245.0.10"}, {"fd00:10:244:ff::a", "fd00:10:244:100::a"},
+	} {
+		n1, p1 := nodeAndPod(net.ParseIP(pair[0]))
+		n2, p2 := nodeAndPod(net.ParseIP(pair[1]))
+		if pods := p1 != p2; pods && (n1 != n2 || p2-p1 != 1) || !pods && n2-n1 != 1 {
+			t.Errorf("%s: node %d pod %d; %s: node %d pod %d", pair[0], n1, p1, pair[1], n2, p2)
+		}
 	}
-	// The last 32 bits are kept as they are, all four bytes of them.
-	if a, b := addressKey(net.ParseIP("fd00:10:244:7::a")), addressKey(net.ParseIP("fd00:10:244:7::100:a")); b-a != 1<<24 {
-		t.Errorf("pods 2^24 apart in a /96: keys %#x and %#x", a, b)
-	}
-	if a, b := addressKey(net.ParseIP("::ffff:10.244.0.7")), addressKey(net.ParseIP("10.244.0.7")); a != b {
-		t.Errorf("IPv4-mapped %#x, IPv4 %#x", a, b)
+	n1, p1 := nodeAndPod(net.ParseIP("::ffff:10.244.0.7"))
+	n2, p2 := nodeAndPod(net.ParseIP("10.244.0.7"))
+	if n1 != n2 || p1 != p2 {
+		t.Errorf("IPv4-mapped node %d pod %d, IPv4 node %d pod %d", n1, p1, n2, p2)
 	}
 }
 

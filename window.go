@@ -58,10 +58,11 @@ func (r *registry) countersFor(server, zone string) *zoneCounters {
 			r.started.Do(func() { go r.run() })
 		}
 		return &zoneCounters{
-			serverZone: serverZone{server, zone},
-			responses:  raisedResponses.WithLabelValues(server, zone),
-			zero:       zeroTTLRecords.WithLabelValues(server, zone),
-			window:     &window{observe: queriesPerSecond.WithLabelValues(server, zone)},
+			serverZone:    serverZone{server, zone},
+			responses:     raisedResponses.WithLabelValues(server, zone),
+			zero:          zeroTTLRecords.WithLabelValues(server, zone),
+			zeroResponses: zeroTTLResponses.WithLabelValues(server, zone),
+			window:        &window{observe: queriesPerSecond.WithLabelValues(server, zone)},
 		}
 	})
 }

@@ -112,6 +112,16 @@ func TestDashboard(t *testing.T) {
 			fmt.Fprintf(&rules, "  - record: dashboard:panel%d_%s\n    expr: %q\n", p.ID, target.RefID, expr)
 		}
 	}
+	// The recording rules a panel reads are minttl-rules.yaml's.
+	defined, err := os.ReadFile(rulesFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range regexp.MustCompile(`\b\w+:coredns_\w+:\w+`).FindAllString(string(text), -1) {
+		if !strings.Contains(string(defined), "record: "+name+"\n") {
+			t.Errorf("the dashboard reads %s, which %s does not record", name, rulesFile)
+		}
+	}
 	path := filepath.Join(t.TempDir(), "dashboard-rules.yaml")
 	if err := os.WriteFile(path, []byte(rules.String()), 0o644); err != nil {
 		t.Fatal(err)
