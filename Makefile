@@ -33,6 +33,11 @@ TEST_ENV := MINTTL_COREDNS=$(CURDIR)/coredns MINTTL_IMAGE=$(IMAGE) MINTTL_IMAGE_
 # ... and lab/kube its control plane (make controlplane).
 CONTROLPLANE := .bin/controlplane
 TEST_ENV += MINTTL_CONTROLPLANE=$(CURDIR)/$(CONTROLPLANE)
+# ... and the lab's Prometheus and deploy/'s promtool, the release operators
+# run (make prometheus).
+PROMETHEUS := .bin/prometheus
+PROMETHEUS_ENV := MINTTL_PROMETHEUS=$(CURDIR)/$(PROMETHEUS)/prometheus MINTTL_PROMTOOL=$(CURDIR)/$(PROMETHEUS)/promtool
+TEST_ENV += $(PROMETHEUS_ENV)
 # The lab builds and tests without cgo, as the static ./coredns, so a CoreDNS
 # compiled once serves all of them.
 LAB := cd lab && CGO_ENABLED=0
@@ -42,7 +47,7 @@ LAB := cd lab && CGO_ENABLED=0
 DOCS := $(LAB) $(GO) run ./docs -root ..
 
 .PHONY: docs run test compat storm storm-replicas storm-nodelocal storm-scale storm-jitter storm-rules bench fuzz soak mutation clean lab-tools image image-archive image-name deploy-test
-.PHONY: controlplane storm-kube storm-herd herd-sim
+.PHONY: controlplane prometheus storm-kube storm-herd herd-sim
 
 coredns: $(SOURCES)
 	@test -n "$(ABOVE)" || { echo "plugin.cfg.example has no line after minttl's"; exit 1; }
@@ -56,12 +61,12 @@ run: coredns
 test: coredns
 	$(NEED) dig bind9-dnsutils
 	$(NEED) unbound unbound
-	$(NEED) prometheus prometheus
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 	$(LAB) $(GO) vet ./...
 	$(MAKE) image-archive
 	$(MAKE) controlplane
+	$(MAKE) prometheus
 	$(LAB) $(TEST_ENV) $(GO) test -count=1 ./... github.com/minttl/minttl
 	$(MAKE) compat COMPAT_VERSIONS="$(COMPAT_CI)" COMPAT_OUT=$(CURDIR)/.bin/compat-ci
 	$(MAKE) deploy-test
@@ -71,6 +76,13 @@ test: coredns
 # kept while their modules (lab/controlplane) have not changed.
 controlplane:
 	lab/controlplane/build $(CURDIR)/$(CONTROLPLANE)
+
+# Prometheus and promtool 3.16 (github.com/prometheus/prometheus v0.316.0)
+# built from the module proxy into .bin/prometheus, kept while their module
+# (lab/prometheus) has not changed: the lab's Prometheus and deploy/'s rule
+# tests run them.
+prometheus:
+	lab/prometheus/build $(CURDIR)/$(PROMETHEUS)
 
 # Each CoreDNS release of lab/compat/versions built with minttl through
 # plugin.cfg (lab/build-coredns) and checked end to end with dig.
@@ -104,12 +116,11 @@ image-name:
 # deploy/ checked offline: kustomize overlays rendered and decoded strictly into
 # the Kubernetes API types, every Corefile there (and the Helm values') run by the
 # image's CoreDNS, the Prometheus rules checked and unit-tested by promtool.
-deploy-test:
+deploy-test: prometheus
 	lab/build-coredns $(COREDNS_VERSION) $(IMAGE_BUILD)
 	$(NEED) dig bind9-dnsutils
-	$(NEED) promtool prometheus
 	cd deploy && $(GO) vet ./...
-	cd deploy && MINTTL_COREDNS=$(CURDIR)/$(IMAGE_COREDNS) $(GO) test -count=1 ./...
+	cd deploy && MINTTL_COREDNS=$(CURDIR)/$(IMAGE_COREDNS) $(PROMETHEUS_ENV) $(GO) test -count=1 ./...
 
 # The lab's commands, built once and run from here.
 lab-tools:
@@ -155,9 +166,8 @@ storm-rules: coredns lab-tools
 # What an operator's Prometheus sees (docs/monitoring.md): every kube-dns
 # replica scraped every 15 s with deploy/'s rules, 25 minutes (the alert needs
 # 15), kubeadm's shape switched from observe_only to raising at 16 minutes.
-storm-herd: coredns lab-tools
-	$(NEED) prometheus prometheus
-	.bin/stormlab -prometheus 15s -duration 25m -replicas 2 -scenarios cache,observe,minttl,kubeadm_observe,kubeadm_minttl,kubeadm_switch -out results/storm-herd $(STORM_FLAGS)
+storm-herd: coredns lab-tools prometheus
+	$(PROMETHEUS_ENV) .bin/stormlab -prometheus 15s -duration 25m -replicas 2 -scenarios cache,observe,minttl,kubeadm_observe,kubeadm_minttl,kubeadm_switch -out results/storm-herd $(STORM_FLAGS)
 	$(DOCS) -embed
 
 # kube-dns as CoreDNS's kubernetes plugin fed by a real kube-apiserver, with

@@ -6,6 +6,7 @@ package deploy
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"sigs.k8s.io/yaml"
@@ -16,11 +17,20 @@ const (
 	rulesTestFile = "monitoring/minttl-rules.test.yaml"
 )
 
+// promtoolEnv names the promtool the tests run; make sets it to the one it
+// built (make prometheus, lab/prometheus), the release operators run.
+const promtoolEnv = "MINTTL_PROMTOOL"
+
+// promtoolPath is $MINTTL_PROMTOOL, or the checkout's .bin/prometheus/promtool;
+// it never falls back to another promtool.
 func promtoolPath(t *testing.T) string {
 	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Fatalf("promtool is missing (make deploy-test installs it; or apt-get install prometheus): %v", err)
+	path := os.Getenv(promtoolEnv)
+	if path == "" {
+		path = filepath.Join("..", ".bin", "prometheus", "promtool")
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("promtool is missing (make prometheus builds it; or set %s): %v", promtoolEnv, err)
 	}
 	return path
 }

@@ -8,7 +8,7 @@ require (
 	github.com/miekg/dns v1.1.73
 )
 
-require github.com/prometheus/client_golang v1.24.1 // indirect
+require github.com/prometheus/client_golang v1.24.1
 
 require (
 	cloud.google.com/go/auth v0.24.1-0.20261001053825-dbc26066f70a // indirect

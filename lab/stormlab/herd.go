@@ -68,7 +68,7 @@ func startPrometheus(ctx context.Context, cfg config) (*lab.Prometheus, string, 
 	if err := os.WriteFile(rules, []byte(scaled), 0o644); err != nil {
 		return nil, dir, err
 	}
-	p, err := lab.StartPrometheus(ctx, dir, cfg.prometheus, rules)
+	p, err := lab.StartPrometheus(ctx, dir, lab.PrometheusOptions{Interval: cfg.prometheus, Rules: []string{rules}})
 	return p, dir, err
 }
 
