@@ -139,6 +139,8 @@ func startPrometheus(ctx context.Context, cfg config) (*lab.Prometheus, string, 
 	if err := os.WriteFile(rules, []byte(scaled), 0o644); err != nil {
 		return nil, dir, err
 	}
+	startingServer.Lock()
+	defer startingServer.Unlock()
 	p, err := lab.StartPrometheus(ctx, dir, lab.PrometheusOptions{Interval: cfg.prometheus, Rules: []string{rules},
 		Histograms: cfg.histograms, SharedServer: sharedServer})
 	return p, dir, err

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -275,10 +276,15 @@ func agreementText(a agreement) string {
 }
 
 func startKind(cfg config) string {
-	if cfg.stagger == 0 {
-		return "lockstep"
+	kind := "lockstep"
+	if cfg.stagger > 0 {
+		kind = "staggered over " + cfg.stagger.String()
 	}
-	return "staggered over " + cfg.stagger.String()
+	us, _ := units(cfg)
+	if slices.ContainsFunc(us, func(u unit) bool { return u.stagger > 0 }) {
+		kind += " unless the scenario says otherwise"
+	}
+	return kind
 }
 
 func proxyKind(cfg config) string {
@@ -368,10 +374,14 @@ func svg(cfg config, results []result) string {
 	return b.String()
 }
 
+// population is the run's proxy counts, the scenarios' own among them.
 func population(cfg config) string {
 	var counts []string
-	for _, n := range cfg.clients {
-		counts = append(counts, fmt.Sprint(n))
+	us, _ := units(cfg)
+	for _, u := range us {
+		if n := fmt.Sprint(u.clients); !slices.Contains(counts, n) {
+			counts = append(counts, n)
+		}
 	}
 	if cfg.nodes > 0 {
 		return fmt.Sprintf("%d nodes × %s pods × 2 SRV names", cfg.nodes, strings.Join(counts, "/"))

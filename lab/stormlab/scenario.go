@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/minttl/minttl/lab/internal/kube"
@@ -294,14 +295,23 @@ func nodeOf(index int, ip net.IP) int {
 	return int(v4[2])
 }
 
+// startingServer is held from picking a server's ports until it listens on
+// them (a CoreDNS, a Prometheus). CoreDNS binds with SO_REUSEPORT: two
+// servers given the same free port both start, and the kernel splits the
+// queries between them; a Prometheus whose port a CoreDNS took first fails.
+// So servers of units starting side by side never pick ports at once.
+var startingServer sync.Mutex
+
 // coreDNS starts binary with a Corefile from testdata/storm on a free port.
-// Servers starting side by side can take a port between its check and its
-// use, so a server that does not come up gets two more ports to try.
+// Another process can still take a port between its check and its use, so a
+// server that does not come up gets two more ports to try.
 func (c *cluster) coreDNS(ctx context.Context, binary, testdata, name, corefile string, pairs ...string) (string, *lab.Process, error) {
 	dir := filepath.Join(c.dir, name)
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return "", nil, err
 	}
+	startingServer.Lock()
+	defer startingServer.Unlock()
 	var err error
 	for range 3 {
 		var port, path string
@@ -321,7 +331,12 @@ func (c *cluster) coreDNS(ctx context.Context, binary, testdata, name, corefile 
 		}
 		addr := "127.0.0.1:" + port
 		var p *lab.Process
-		if p, err = c.run(ctx, dir, addr, binary, "-conf", path); err == nil || ctx.Err() != nil {
+		if p, err = c.run(ctx, dir, addr, binary, "-conf", path); err == nil && metrics != "" {
+			if err = waitListening(ctx, "127.0.0.1:"+metrics, p.Exited); err != nil {
+				p.Stop()
+			}
+		}
+		if err == nil || ctx.Err() != nil {
 			if err == nil && strings.HasPrefix(name, "kube-dns") {
 				c.written = append(c.written, w)
 				if metrics != "" {
@@ -332,6 +347,25 @@ func (c *cluster) coreDNS(ctx context.Context, binary, testdata, name, corefile 
 		}
 	}
 	return "", nil, err
+}
+
+// waitListening waits until addr accepts TCP connections (CoreDNS opens its
+// metrics listener just after its DNS servers).
+func waitListening(ctx context.Context, addr string, exited <-chan struct{}) error {
+	for range 100 {
+		if conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			conn.Close()
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("server for %s exited", addr)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("nothing listens on %s", addr)
 }
 
 func (c *cluster) startResolver(ctx context.Context, cfg config, resolver, upstream string) error {
