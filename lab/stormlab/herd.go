@@ -525,6 +525,7 @@ func herdTable(cfg config, results []result) string {
 			numberText(h.LabP99), numberText(h.LabPeak), numberText(h.Busiest), strings.Join(means, " · "), numberText(h.ZoneRate),
 			float64(h.RequestRate), firedText(h.Fired, h, cfg.prometheus), calmAtText(h, h.CalmAt1m), calmAtText(h, h.CalmAt))
 	}
+	b.WriteString(health(results))
 	return b.String()
 }
 
@@ -544,6 +545,7 @@ func staleTable(cfg config, results []result) string {
 			r.describe, r.Clients, r.Replicas, percentText(h.Stale), percentText(h.StaleMax), percentText(h.StaleAtFailure),
 			percentText(h.LabStale), percentText(h.LabStaleBefore), numberText(h.ReplicaRate), numberText(h.ZoneRate), firedText(h.StaleFired, h, cfg.prometheus))
 	}
+	b.WriteString(health(results))
 	return b.String()
 }
 
