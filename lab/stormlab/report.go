@@ -316,12 +316,23 @@ func write(cfg config, results []result) error {
 		return nil
 	}
 	made := "Made by `" + strings.TrimSpace("stormlab "+strings.Join(os.Args[1:], " ")) + "`.\n\n"
-	for file, table := range map[string]string{"prometheus.md": herdTable(cfg, results), "stale.md": staleTable(cfg, results)} {
+	tables := map[string]string{"prometheus.md": herdTable(cfg, results)}
+	if slices.ContainsFunc(results, answeredStale) {
+		tables["stale.md"] = staleTable(cfg, results)
+	}
+	for file, table := range tables {
 		if err := os.WriteFile(filepath.Join(cfg.out, file), []byte(made+table), 0o644); err != nil {
 			return err
 		}
 	}
 	return os.WriteFile(filepath.Join(cfg.out, "herd.svg"), []byte(herdSVG(cfg, results)), 0o644)
+}
+
+// answeredStale reports whether a scenario's answers came stale from a
+// cache: only such runs get the stale table.
+func answeredStale(r result) bool {
+	h := r.Herd
+	return h != nil && (h.Stale > 0 || h.LabStale > 0 || h.StaleMax > 0)
 }
 
 // svg draws queries per 100 ms over time, one lane per scenario (and tier),
