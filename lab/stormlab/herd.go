@@ -96,6 +96,12 @@ type herdReading struct {
 	LabStaleBefore reading    `json:"lab_stale_share_before_failure"`
 	StaleFired     alertTimes `json:"minttl_stale_answers"`
 
+	// The herd factor and mean second with every replica's seconds pooled
+	// into one histogram (sum by server and zone), as the rules before
+	// issue 23 read them (their alert: factor above 3, mean above 5).
+	PooledFactor reading `json:"pooled_herd_factor"`
+	PooledMean   reading `json:"pooled_mean_second"`
+
 	// What Prometheus kept of the histogram (the scrape mode shows here): its
 	// classic series and native histograms, and the herd factor a rule that
 	// reads only the classic series gets (NaN: nothing to read).
@@ -209,6 +215,8 @@ func readHerd(ctx context.Context, p *lab.Prometheus, cfg config, u unit, c *clu
 		{"avg by (server, zone) (" + replicaMeanRule + ")", &h.ReplicaRate},
 		{fmt.Sprintf("sum(rate(coredns_dns_requests_total[%s]))", run), &h.RequestRate},
 		{fitExpr(promDuration(cfg.window), true), &h.ClassicOnlyFactor},
+		{pooledExpr(promDuration(cfg.window), true), &h.PooledFactor},
+		{pooledExpr(promDuration(cfg.window), false), &h.PooledMean},
 	} {
 		var err error
 		if *q.into, err = one(q.expr); err != nil {
@@ -312,6 +320,19 @@ func fitExpr(w string, classicOnly bool) string {
 		p99 = fmt.Sprintf(`histogram_quantile(0.99, sum by (instance) (rate(%[1]s[%[2]s]))) or %[3]s`, m, w, p99)
 	}
 	return fmt.Sprintf(`sum((%s) * (%s)) / (sum((%s) ^ 2) > 0)`, p99, mean, mean)
+}
+
+// pooledExpr is the herd factor (or the mean second) of all replicas'
+// seconds pooled into one histogram, as the rules before issue 23 read it,
+// from the native histogram or the classic series.
+func pooledExpr(w string, factor bool) string {
+	m := perSecondMetric
+	mean := fmt.Sprintf(`sum(histogram_sum(rate(%[1]s[%[2]s])) or rate(%[1]s_sum[%[2]s])) / (sum(histogram_count(rate(%[1]s[%[2]s])) or rate(%[1]s_count[%[2]s])) > 0)`, m, w)
+	if !factor {
+		return mean
+	}
+	p99 := fmt.Sprintf(`histogram_quantile(0.99, sum(rate(%[1]s[%[2]s]))) or histogram_quantile(0.99, sum by (le) (rate(%[1]s_bucket[%[2]s])))`, m, w)
+	return fmt.Sprintf(`(%s) / (%s)`, p99, mean)
 }
 
 // readSeries reads over the run, every scrape interval, the rule's herd
@@ -508,8 +529,8 @@ func herdTable(cfg config, results []result) string {
 	var b strings.Builder
 	b.WriteString(runLine(cfg))
 	b.WriteString(prometheusLine(cfg))
-	b.WriteString("| scenario | proxies | replicas | herd factor (rule: fit over replicas) | per replica (rule) | lab: fit over replicas | lab: all replicas' seconds, p99 / mean (peak / mean) | busiest seconds (rule) | mean second per replica (rule) | zone q/s (rule) | requests/s over the run | MinttlDNSHerd fired | herd factor over " + promDuration(shortWindow(cfg)) + " first below the alert's " + fmt.Sprint(herdThreshold) + " | herd factor (rule) below " + fmt.Sprint(herdThreshold) + " from |\n")
-	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--|--:|--:|\n")
+	b.WriteString("| scenario | proxies | replicas | herd factor (rule: fit over replicas) | per replica (rule) | lab: fit over replicas | lab: all replicas' seconds, p99 / mean (peak / mean) | busiest seconds (rule) | mean second per replica (rule) | zone q/s (rule) | requests/s over the run | MinttlDNSHerd fired | herd factor over " + promDuration(shortWindow(cfg)) + " first below the alert's " + fmt.Sprint(herdThreshold) + " | herd factor (rule) below " + fmt.Sprint(herdThreshold) + " from | replicas pooled, as the rules before issue 23: herd factor (mean second) |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--|--:|--:|--:|\n")
 	for _, r := range results {
 		h := r.Herd
 		if h == nil {
@@ -520,10 +541,11 @@ func herdTable(cfg config, results []result) string {
 			perReplica = append(perReplica, factorText(rep.HerdFactor))
 			means = append(means, numberText(rep.MeanSecond))
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s | %s (%s) | %s | %s | %s | %.1f | %s | %s | %s |\n",
+		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s | %s (%s) | %s | %s | %s | %.1f | %s | %s | %s | %s (%s) |\n",
 			r.describe, r.Clients, r.Replicas, factorText(h.HerdFactor), strings.Join(perReplica, " · "), numberText(h.LabFit),
 			numberText(h.LabP99), numberText(h.LabPeak), numberText(h.Busiest), strings.Join(means, " · "), numberText(h.ZoneRate),
-			float64(h.RequestRate), firedText(h.Fired, h, cfg.prometheus), calmAtText(h, h.CalmAt1m), calmAtText(h, h.CalmAt))
+			float64(h.RequestRate), firedText(h.Fired, h, cfg.prometheus), calmAtText(h, h.CalmAt1m), calmAtText(h, h.CalmAt),
+			numberText(h.PooledFactor), numberText(h.PooledMean))
 	}
 	b.WriteString(health(results))
 	return b.String()

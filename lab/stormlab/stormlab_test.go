@@ -202,9 +202,9 @@ func checkShortPrometheus(t *testing.T, cfg config, results []result) {
 		for _, rep := range h.Replicas {
 			replicas = append(replicas, fmt.Sprintf("%s %.2f (lab %.2f) at %.1f/s", rep.Pod, rep.HerdFactor, rep.Lab, rep.MeanSecond))
 		}
-		t.Logf("%s: server %q, herd factor %.2f (lab's fit %.2f; all replicas' seconds p99/mean %.2f, peak/mean %.2f), per replica %s; busiest seconds %.1f, zone %.1f/s, %.1f requests/s, alert fired %v at %.0f s; %d queries, %d failed; %d classic bucket series, %d native histograms, classic-only fit %.2f",
+		t.Logf("%s: server %q, herd factor %.2f (lab's fit %.2f; all replicas' seconds p99/mean %.2f, peak/mean %.2f), per replica %s; busiest seconds %.1f, zone %.1f/s, %.1f requests/s, alert fired %v at %.0f s; %d queries, %d failed; %d classic bucket series, %d native histograms, classic-only fit %.2f; pooled %.2f at a mean second of %.1f",
 			r.Scenario, h.Server, h.HerdFactor, h.LabFit, h.LabP99, h.LabPeak, strings.Join(replicas, ", "), h.Busiest, h.ZoneRate, h.RequestRate,
-			h.Fired.Fired, h.Fired.From, r.Queries, r.Failed, h.ClassicSeries, h.NativeSeries, h.ClassicOnlyFactor)
+			h.Fired.Fired, h.Fired.From, r.Queries, r.Failed, h.ClassicSeries, h.NativeSeries, h.ClassicOnlyFactor, h.PooledFactor, h.PooledMean)
 		if r.Failed > 0 {
 			t.Errorf("%s: %d queries failed", r.Scenario, r.Failed)
 		}
