@@ -328,11 +328,11 @@ func write(cfg config, results []result) error {
 	return os.WriteFile(filepath.Join(cfg.out, "herd.svg"), []byte(herdSVG(cfg, results)), 0o644)
 }
 
-// answeredStale reports whether a scenario's answers came stale from a
-// cache: only such runs get the stale table.
+// answeredStale reports whether minttl saw answers with TTL 0 (a cache
+// answered from expired items): only such runs get the stale table.
 func answeredStale(r result) bool {
 	h := r.Herd
-	return h != nil && (h.Stale > 0 || h.LabStale > 0 || h.StaleMax > 0)
+	return h != nil && (h.Stale > 0 || h.StaleMax > 0)
 }
 
 // svg draws queries per 100 ms over time, one lane per scenario (and tier),
