@@ -47,7 +47,7 @@ LAB := cd lab && CGO_ENABLED=0
 DOCS := $(LAB) $(GO) run ./docs -root ..
 
 .PHONY: docs run test compat storm storm-replicas storm-nodelocal storm-scale storm-jitter storm-rules bench fuzz soak mutation clean lab-tools image image-archive image-name deploy-test
-.PHONY: controlplane prometheus storm-kube storm-herd herd-sim herd-rules
+.PHONY: controlplane prometheus storm-kube storm-herd storm-stale herd-sim herd-rules
 
 coredns: $(SOURCES)
 	@test -n "$(ABOVE)" || { echo "plugin.cfg.example has no line after minttl's"; exit 1; }
@@ -163,11 +163,27 @@ storm-rules: coredns lab-tools
 	.bin/stormlab -baseline .bin/coredns-baseline -clients 200,2000 -replicas 3 -scenarios minttl,minttl_baseline -out results/storm-rules $(STORM_FLAGS)
 	$(DOCS) -embed
 
-# What an operator's Prometheus sees (docs/monitoring.md): every kube-dns
-# replica scraped every 15 s with deploy/'s rules, 25 minutes (the alert needs
-# 15), kubeadm's shape switched from observe_only to raising at 16 minutes.
+# What an operator's Prometheus sees (docs/monitoring.md): each scenario's
+# kube-dns replicas scraped every 15 s by a Prometheus of its own, all under
+# one server label as in a cluster, native histograms only, with deploy/'s
+# rules; 25 minutes (the alert needs 15). Lockstep herds at 2, 3 and 5
+# replicas (kubeadm's shape switched from observe_only to raising at 16
+# minutes among them), and even loads over 4 replicas, evenly and 10:1:1:1.
 storm-herd: coredns lab-tools prometheus
-	$(PROMETHEUS_ENV) .bin/stormlab -prometheus 15s -duration 25m -replicas 2 -scenarios cache,observe,minttl,kubeadm_observe,kubeadm_minttl,kubeadm_switch -out results/storm-herd $(STORM_FLAGS)
+	$(PROMETHEUS_ENV) .bin/stormlab -prometheus 15s -histograms native -probe 0 -duration 25m -replicas 2,3,5 \
+		-scenarios observe,minttl,kubeadm_observe,kubeadm_minttl,kubeadm_switch,kubeadm_even,kubeadm_even_skewed,kubeadm_even_sticky,kubeadm_minttl_skewed \
+		-out results/storm-herd $(STORM_FLAGS)
+	$(DOCS) -embed
+
+# MinttlStaleAnswers's input (docs/monitoring.md): minttl in front of
+# cache 30 { serve_stale } and a healthy zone (TTL 5 and 30), one that stops
+# answering at 5 minutes, and a healthy one asked by 2 to 40 proxies; a
+# Prometheus per scenario as in storm-herd, classic histograms (Prometheus's
+# default); 15 minutes.
+storm-stale: coredns lab-tools prometheus
+	$(PROMETHEUS_ENV) .bin/stormlab -prometheus 15s -histograms classic -probe 0 -duration 15m -replicas 1,3 \
+		-scenarios minttl_serve_stale,minttl_serve_stale_ttl30,minttl_serve_stale_failing,minttl_serve_stale_few \
+		-out results/storm-stale $(STORM_FLAGS)
 	$(DOCS) -embed
 
 # kube-dns as CoreDNS's kubernetes plugin fed by a real kube-apiserver, with

@@ -39,10 +39,11 @@ type config struct {
 	probe      time.Duration // how often the replicas' agreement is probed
 	scenarios  []string
 	progress   time.Duration
-	prometheus time.Duration // scrape and rule interval of the run's Prometheus; 0: none
-	rules      string        // deploy/'s rule file
-	window     time.Duration // the rules' windows: 5m as shipped, scaled down for short runs
-	kube       kubeLab       // the kube scenarios' control plane (kube.go)
+	prometheus time.Duration  // scrape and rule interval of each unit's Prometheus; 0: none
+	histograms lab.Histograms // what Prometheus keeps of the histograms CoreDNS exposes both ways
+	rules      string         // deploy/'s rule file
+	window     time.Duration  // the rules' windows: 5m as shipped, scaled down for short runs
+	kube       kubeLab        // the kube scenarios' control plane (kube.go)
 }
 
 func main() {
@@ -62,7 +63,8 @@ func main() {
 	flag.DurationVar(&cfg.probe, "probe", 5*time.Second, "how often every replica is asked the same question at once (0: never)")
 	flag.StringVar(&scenarioList, "scenarios", "", "comma-separated scenarios (default: the single-tier ones, or with -nodes the node-local ones); minttl_jPCT is minttl with jitter PCT %")
 	flag.DurationVar(&cfg.progress, "progress", 30*time.Second, "interval of the progress lines")
-	flag.DurationVar(&cfg.prometheus, "prometheus", 0, "start a Prometheus that scrapes every kube-dns replica this often, with -rules, and report what it saw (prometheus.md, herd.svg); 0: none")
+	flag.DurationVar(&cfg.prometheus, "prometheus", 0, "give each scenario a Prometheus that scrapes its kube-dns replicas this often, all under one server label, with -rules, and report what it saw (prometheus.md, stale.md, herd.svg); 0: none")
+	histograms := flag.String("histograms", "classic", "what Prometheus scrapes of the histograms CoreDNS exposes both ways: classic, native_and_classic or native")
 	flag.StringVar(&cfg.rules, "rules", "deploy/monitoring/minttl-rules.yaml", "the Prometheus rules to load")
 	flag.DurationVar(&cfg.window, "rule-window", ruleWindow, "scale the rules' windows (5m herd factor, 10m alert) to this herd-factor window")
 	kubeFlags(&cfg.kube)
@@ -74,6 +76,10 @@ func main() {
 	}
 	if cfg.clients, err = counts(clientList); err != nil {
 		fmt.Fprintln(os.Stderr, "stormlab: -clients:", err)
+		os.Exit(2)
+	}
+	if cfg.histograms, err = histogramsMode(*histograms); err != nil {
+		fmt.Fprintln(os.Stderr, "stormlab: -histograms:", err)
 		os.Exit(2)
 	}
 	cfg.scenarios = strings.Split(scenarioList, ",")
@@ -94,6 +100,16 @@ func main() {
 	}
 	fmt.Println(table(cfg, results))
 	fmt.Println("wrote", filepath.Join(cfg.out, "table.md"), "and", filepath.Join(cfg.out, "storm.svg"))
+}
+
+// histogramsMode is the scrape mode named name.
+func histogramsMode(name string) (lab.Histograms, error) {
+	for _, h := range []lab.Histograms{lab.Classic, lab.NativeAndClassic, lab.Native} {
+		if h.String() == name {
+			return h, nil
+		}
+	}
+	return 0, fmt.Errorf("%q is none of classic, native_and_classic, native", name)
 }
 
 func counts(list string) ([]int, error) {
@@ -123,11 +139,21 @@ func units(cfg config) ([]unit, error) {
 		if (s.node != "") != (cfg.nodes > 0) {
 			return nil, fmt.Errorf("scenario %s: node-local scenarios (nl_*) need -nodes, the others run without", name)
 		}
-		for _, n := range cfg.clients {
+		clients, replicas := cfg.clients, cfg.replicas
+		if s.clients != nil {
+			clients = s.clients
+		}
+		if s.replicas != nil {
+			replicas = s.replicas
+		}
+		if s.weights != nil {
+			replicas = []int{len(s.weights)}
+		}
+		for _, n := range clients {
 			if max(cfg.nodes, 1)*n > 250*250 || cfg.nodes > 250 || (cfg.nodes > 0 && n > 249) {
 				return nil, fmt.Errorf("%d nodes × %d clients do not fit the client addresses", cfg.nodes, n)
 			}
-			for _, r := range cfg.replicas {
+			for _, r := range replicas {
 				if s.resolver != "" && r > 1 {
 					continue // one resolver in front of one CoreDNS
 				}
@@ -138,7 +164,27 @@ func units(cfg config) ([]unit, error) {
 	if len(out) > 240 {
 		return nil, fmt.Errorf("%d scenarios: at most 240 fit the client addresses", len(out))
 	}
+	labelUnits(out)
 	return out, nil
+}
+
+// labelUnits names each unit by its scenario, with ×replicas where the run
+// has more than one replica count and /proxies where it has more than one
+// proxy count.
+func labelUnits(us []unit) {
+	replicas, clients := map[int]bool{}, map[int]bool{}
+	for _, u := range us {
+		replicas[u.replicas], clients[u.clients] = true, true
+	}
+	for i, u := range us {
+		us[i].label = u.name
+		if len(replicas) > 1 {
+			us[i].label = fmt.Sprintf("%s×%d", us[i].label, u.replicas)
+		}
+		if len(clients) > 1 {
+			us[i].label = fmt.Sprintf("%s/%d", us[i].label, u.clients)
+		}
+	}
 }
 
 // run starts every unit at once (or, with cfg.sequential, one after
@@ -150,16 +196,6 @@ func run(ctx context.Context, cfg config) ([]result, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var prom *lab.Prometheus
-	if cfg.prometheus > 0 {
-		p, dir, err := startPrometheus(ctx, cfg)
-		defer os.RemoveAll(dir)
-		if err != nil {
-			return nil, err
-		}
-		defer p.Stop()
-		prom = p
-	}
 	stopKube, err := startKube(ctx, &cfg, us)
 	if err != nil {
 		return nil, err
@@ -169,7 +205,7 @@ func run(ctx context.Context, cfg config) ([]result, error) {
 	errs := make([]error, len(us))
 	runOne := func(i int) {
 		lab0 := selfCPU()
-		results[i], errs[i] = runUnit(ctx, cfg, us[i], prom)
+		results[i], errs[i] = runUnit(ctx, cfg, us[i])
 		if errs[i] != nil {
 			errs[i] = fmt.Errorf("%s: %w", us[i].name, errs[i])
 			cancel()
@@ -193,11 +229,6 @@ func run(ctx context.Context, cfg config) ([]result, error) {
 	}
 	if err := firstError(errs); err != nil {
 		return nil, err
-	}
-	if prom != nil {
-		if err := readHerds(ctx, prom, cfg, results); err != nil {
-			return nil, err
-		}
 	}
 	var kept []result
 	for _, r := range results {
@@ -229,41 +260,48 @@ func selfCPU() time.Duration {
 	return t
 }
 
-func runUnit(ctx context.Context, cfg config, u unit, prom *lab.Prometheus) (result, error) {
+func runUnit(ctx context.Context, cfg config, u unit) (result, error) {
 	pods := u.clients * max(cfg.nodes, 1)
 	c, err := startCluster(ctx, cfg, u)
 	if err != nil || c == nil {
 		return result{}, err
 	}
 	defer c.stop()
-	label := u.name
-	if len(cfg.replicas) > 1 {
-		label = fmt.Sprintf("%s×%d", label, u.replicas)
-	}
-	if len(cfg.clients) > 1 {
-		label = fmt.Sprintf("%s/%d", label, u.clients)
-	}
+	label := u.label
 	fmt.Printf("%-24s started: %d kube-dns on %s\n", label, len(c.replicas), strings.Join(c.replicas, " "))
-	var herd *herdReading
-	if prom != nil {
-		if err := scrape(prom, label, c); err != nil {
+	var prom *lab.Prometheus
+	if cfg.prometheus > 0 {
+		p, dir, err := startPrometheus(ctx, cfg)
+		defer os.RemoveAll(dir)
+		if err != nil {
 			return result{}, err
 		}
-		herd = &herdReading{servers: serverPattern(c.replicas)}
+		defer p.Stop()
+		if err := scrape(p, c); err != nil {
+			return result{}, err
+		}
+		prom = p
 	}
-	f := fleet{clients: pods, source: func(p int) net.IP { return proxyAddr(u.index, p) }, targets: func(int) []string { return c.replicas }, validity: u.validity()}
+	f := fleet{clients: pods, source: func(p int) net.IP { return proxyAddr(u.index, p) }, targets: func(int) []string { return c.replicas },
+		weights: u.weights, sticky: u.sticky, validity: u.validity()}
+	direct := true // the proxies ask the replicas themselves
 	switch {
 	case c.front != nil:
-		f.targets = func(int) []string { return []string{c.frontAt} }
+		f.targets, direct = func(int) []string { return []string{c.frontAt} }, false
 	case cfg.nodes > 0:
+		direct = false
 		f.source = func(p int) net.IP { return podAddr(u.index, p/u.clients, p%u.clients) }
 		f.targets = func(p int) []string { return c.nodeAt[p/u.clients : p/u.clients+1] }
 	}
-	t1 := newTally(time.Now(), cfg.duration, pods*len(names))
+	replicas := 0
+	if direct {
+		replicas = len(c.replicas)
+	}
+	t1 := newTally(time.Now(), cfg.duration, pods*len(names), replicas)
 	if c.churn != nil {
 		f.churn = c.churn.open(t1.start, cfg.duration, len(t1.loops))
 	}
-	t2 := newTally(t1.start, cfg.duration, max(cfg.nodes, 1))
+	t2 := newTally(t1.start, cfg.duration, max(cfg.nodes, 1), 0)
 	if c.service != nil {
 		c.service.tally.Store(t2)
 	}
@@ -275,6 +313,13 @@ func runUnit(ctx context.Context, cfg config, u unit, prom *lab.Prometheus) (res
 	if u.switchAt > 0 {
 		go c.switchAt(ctx, t1.start.Add(u.switchAt), u.switchVars)
 	}
+	if u.failsAt > 0 && c.zone != nil {
+		go func() {
+			if sleepUntil(ctx, t1.start.Add(u.failure(cfg.duration))) {
+				c.zone.silent.Store(true)
+			}
+		}()
+	}
 	simulate(ctx, cfg, label, f, t1)
 	ag := <-agreed
 	if err := ctx.Err(); err != nil {
@@ -282,9 +327,8 @@ func runUnit(ctx context.Context, cfg config, u unit, prom *lab.Prometheus) (res
 	}
 	res := summarize(u, t1, cfg.duration)
 	res.Scenario, res.Agreement = label, ag
-	if herd != nil {
-		herd.start, herd.end = t1.start, t1.start.Add(cfg.duration)
-		res.Herd = herd
+	if prom != nil {
+		herd := &herdReading{start: t1.start, end: t1.start.Add(cfg.duration)}
 		// Prometheus scrapes the replicas until the run's end and a little
 		// past it, as its last rule evaluations need them: proxies that are
 		// done early (their next query would fall after the end) must not
@@ -292,6 +336,10 @@ func runUnit(ctx context.Context, cfg config, u unit, prom *lab.Prometheus) (res
 		if !sleepUntil(ctx, herd.end.Add(2*cfg.prometheus+time.Second)) {
 			return result{}, ctx.Err()
 		}
+		if err := readHerd(ctx, prom, cfg, u, c, &res, herd); err != nil {
+			return result{}, err
+		}
+		res.Herd = herd
 	}
 	if c.churn != nil {
 		res.Churn = c.churn.result(ctx, cfg.kube.churn)

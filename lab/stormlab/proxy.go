@@ -43,6 +43,14 @@ type fleet struct {
 	// node's cache).
 	source  func(c int) net.IP
 	targets func(c int) []string
+	// weights skew the random choice among the targets, as topology-aware
+	// routing or IPVS source hashing skew kube-dns replicas' loads (nil:
+	// every target as likely).
+	weights []int
+	// sticky sends all of a proxy's queries to the one target it picked
+	// first, as IPVS source hashing and NodeLocal DNSCache's TCP connections
+	// pin a client to a replica.
+	sticky bool
 	// validity is how long the zone's data is valid (its TTL).
 	validity time.Duration
 	churn    *churnWatch // kube scenarios: the proxies' staleness after endpoint changes
@@ -66,6 +74,11 @@ func simulate(ctx context.Context, cfg config, name string, f fleet, t *tally) {
 		}
 		for n, qname := range names {
 			p := proxy{cfg: cfg, loop: c*len(names) + n, src: f.source(c), targets: f.targets(c), qname: qname, validity: f.validity}
+			p.pick = picker(len(p.targets), f.weights)
+			if f.sticky {
+				pinned := p.pick(rand.New(rand.NewPCG(uint64(c), 0x571c)))
+				p.pick = func(*rand.Rand) int { return pinned }
+			}
 			if qname == churnName {
 				p.churn = f.churn
 			}
@@ -83,9 +96,33 @@ type proxy struct {
 	loop     int
 	src      net.IP
 	targets  []string
+	pick     func(*rand.Rand) int // the index of the next query's target
 	qname    string
 	validity time.Duration
 	churn    *churnWatch
+}
+
+// picker picks one of n targets at random, weighted by weights when they are
+// given for exactly n.
+func picker(n int, weights []int) func(*rand.Rand) int {
+	if len(weights) != n {
+		return func(rng *rand.Rand) int { return rng.IntN(n) }
+	}
+	var upTo []int // cumulative weights
+	total := 0
+	for _, w := range weights {
+		total += w
+		upTo = append(upTo, total)
+	}
+	return func(rng *rand.Rand) int {
+		x := rng.IntN(total)
+		for i, u := range upTo {
+			if x < u {
+				return i
+			}
+		}
+		return n - 1
+	}
 }
 
 // run resolves the way linkerd2-proxy did before its 2025 fix: resolve, sleep
@@ -104,7 +141,9 @@ func (p proxy) run(ctx context.Context, t *tally, first, end time.Time, total *a
 			return
 		}
 		now := time.Now()
-		resp, rtt, err := client.ExchangeContext(ctx, req, p.targets[rng.IntN(len(p.targets))])
+		target := p.pick(rng)
+		t.toReplica(target, now)
+		resp, rtt, err := client.ExchangeContext(ctx, req, p.targets[target])
 		a := answer{at: now, failed: true}
 		wait := errorBackoff
 		if ttl, ok := answerTTL(resp); err == nil && ok {

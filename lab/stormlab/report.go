@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,32 +31,39 @@ type result struct {
 	// Calm is the first second after which no 1-second window holds more
 	// than twice the mean second of the run's second half; -1: not within
 	// the run's last 30 s.
-	Calm       float64      `json:"calm_seconds"`
-	TTL0       float64      `json:"share_ttl_0"`
-	TTL1       float64      `json:"share_ttl_le_1"`
-	MeanTTL    float64      `json:"mean_ttl"`
-	MinQueries int          `json:"theoretical_min_queries"`
-	StaleMax   float64      `json:"max_seconds_past_zone_ttl"`
-	StaleMean  float64      `json:"mean_seconds_past_zone_ttl"`
-	Stamped    int          `json:"answers_with_the_zones_stamp"` // 0: the staleness is unknown
-	CPU        float64      `json:"kube_dns_cpu_seconds"`
-	CPUEach    []float64    `json:"kube_dns_cpu_seconds_each"`
-	CPUFront   float64      `json:"front_cpu_seconds"` // the resolver, or the node caches
-	Agreement  agreement    `json:"agreement"`
-	LateP99    float64      `json:"send_late_p99_ms"`
-	LateMax    float64      `json:"send_late_max_bucket_ms"`
-	RTTP99     float64      `json:"answer_p99_ms"`
-	LabCPU     float64      `json:"lab_cpu_seconds"` // with -sequential: the lab's own CPU for this scenario
-	Upstream   *result      `json:"node_caches_to_kube_dns,omitempty"`
-	Bins       []int        `json:"queries_per_100ms"`
-	Herd       *herdReading `json:"prometheus,omitempty"`
+	Calm       float64   `json:"calm_seconds"`
+	TTL0       float64   `json:"share_ttl_0"`
+	TTL1       float64   `json:"share_ttl_le_1"`
+	MeanTTL    float64   `json:"mean_ttl"`
+	MinQueries int       `json:"theoretical_min_queries"`
+	StaleMax   float64   `json:"max_seconds_past_zone_ttl"`
+	StaleMean  float64   `json:"mean_seconds_past_zone_ttl"`
+	Stamped    int       `json:"answers_with_the_zones_stamp"` // 0: the staleness is unknown
+	CPU        float64   `json:"kube_dns_cpu_seconds"`
+	CPUEach    []float64 `json:"kube_dns_cpu_seconds_each"`
+	CPUFront   float64   `json:"front_cpu_seconds"` // the resolver, or the node caches
+	Agreement  agreement `json:"agreement"`
+	LateP99    float64   `json:"send_late_p99_ms"`
+	LateMax    float64   `json:"send_late_max_bucket_ms"`
+	RTTP99     float64   `json:"answer_p99_ms"`
+	LabCPU     float64   `json:"lab_cpu_seconds"` // with -sequential: the lab's own CPU for this scenario
+	Upstream   *result   `json:"node_caches_to_kube_dns,omitempty"`
+	Bins       []int     `json:"queries_per_100ms"`
+	// Per kube-dns replica, and the answers from expired cache items: for
+	// the Prometheus readings (herd.go), not kept.
+	ReplicaBins [][]int      `json:"-"`
+	ExpiredBins []int        `json:"-"`
+	Herd        *herdReading `json:"prometheus,omitempty"`
 
 	// Churn is the kube scenarios' staleness after endpoint changes (churn.go).
 	Churn *churnResult `json:"endpoint_churn,omitempty"`
 }
 
 func summarize(u unit, t *tally, duration time.Duration) result {
-	r := result{describe: u.describe, Scenario: u.name, Replicas: u.replicas, Clients: u.clients, Bins: t.counts()}
+	r := result{describe: u.describe, Scenario: u.name, Replicas: u.replicas, Clients: u.clients, Bins: binCounts(t.bins), ExpiredBins: binCounts(t.expired)}
+	for i := range t.perReplica {
+		r.ReplicaBins = append(r.ReplicaBins, binCounts(t.perReplica[i]))
+	}
 	var ttlSum, staleSum float64
 	answered, stamped := 0, 0
 	for i := range t.loops {
@@ -268,10 +276,15 @@ func agreementText(a agreement) string {
 }
 
 func startKind(cfg config) string {
-	if cfg.stagger == 0 {
-		return "lockstep"
+	kind := "lockstep"
+	if cfg.stagger > 0 {
+		kind = "staggered over " + cfg.stagger.String()
 	}
-	return "staggered over " + cfg.stagger.String()
+	us, _ := units(cfg)
+	if slices.ContainsFunc(us, func(u unit) bool { return u.stagger > 0 }) {
+		kind += " unless the scenario says otherwise"
+	}
+	return kind
 }
 
 func proxyKind(cfg config) string {
@@ -302,11 +315,24 @@ func write(cfg config, results []result) error {
 	if cfg.prometheus == 0 {
 		return nil
 	}
-	md = "Made by `" + strings.TrimSpace("stormlab "+strings.Join(os.Args[1:], " ")) + "`.\n\n" + herdTable(cfg, results)
-	if err := os.WriteFile(filepath.Join(cfg.out, "prometheus.md"), []byte(md), 0o644); err != nil {
-		return err
+	made := "Made by `" + strings.TrimSpace("stormlab "+strings.Join(os.Args[1:], " ")) + "`.\n\n"
+	tables := map[string]string{"prometheus.md": herdTable(cfg, results)}
+	if slices.ContainsFunc(results, answeredStale) {
+		tables["stale.md"] = staleTable(cfg, results)
+	}
+	for file, table := range tables {
+		if err := os.WriteFile(filepath.Join(cfg.out, file), []byte(made+table), 0o644); err != nil {
+			return err
+		}
 	}
 	return os.WriteFile(filepath.Join(cfg.out, "herd.svg"), []byte(herdSVG(cfg, results)), 0o644)
+}
+
+// answeredStale reports whether minttl saw answers with TTL 0 (a cache
+// answered from expired items): only such runs get the stale table.
+func answeredStale(r result) bool {
+	h := r.Herd
+	return h != nil && (h.Stale > 0 || h.StaleMax > 0)
 }
 
 // svg draws queries per 100 ms over time, one lane per scenario (and tier),
@@ -359,10 +385,14 @@ func svg(cfg config, results []result) string {
 	return b.String()
 }
 
+// population is the run's proxy counts, the scenarios' own among them.
 func population(cfg config) string {
 	var counts []string
-	for _, n := range cfg.clients {
-		counts = append(counts, fmt.Sprint(n))
+	us, _ := units(cfg)
+	for _, u := range us {
+		if n := fmt.Sprint(u.clients); !slices.Contains(counts, n) {
+			counts = append(counts, n)
+		}
 	}
 	if cfg.nodes > 0 {
 		return fmt.Sprintf("%d nodes × %s pods × 2 SRV names", cfg.nodes, strings.Join(counts, "/"))

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/minttl/minttl/lab/internal/kube"
@@ -32,6 +33,13 @@ type scenario struct {
 	stagger        time.Duration // this scenario's proxies start spread over this long
 	switchAt       time.Duration // this long after the start, the Corefiles change:
 	switchVars     []string      // these placeholders get these values, the reload plugin picks them up
+	failsAt        float64       // from this share of the run on, the zone answers nothing (0: never)
+	// Where set, the scenario runs at these proxy and replica counts instead
+	// of -clients and -replicas; weights (one per replica) fix the replicas
+	// and skew the proxies' choice among them.
+	clients, replicas []int
+	weights           []int
+	sticky            bool // each proxy sends all its queries to one replica, picked by the weights
 
 	// kube scenarios (kube.go): kube-dns runs this Corefile, reading the lab's API server.
 	kube corefileSource
@@ -60,6 +68,35 @@ var scenarios = []scenario{
 	{herdOnly: true, name: "kubeadm_switch", corefile: "kubeadm.Corefile", zoneTTL: 30, deployed: true, vars: []string{"MODE", "observe_only"},
 		switchAt: 16 * time.Minute, switchVars: []string{"MODE", ""},
 		describe: "kubeadm's shape, minttl `observe_only`, raising from 16 min on"},
+	// Even loads over 4 replicas (issue 23): 600 proxies started over 40 s,
+	// which minttl in observe_only does not spread further, sent to the
+	// replicas evenly and 10:1:1:1 (topology-aware routing, IPVS source
+	// hashing and NodeLocal DNSCache's TCP skew replicas so), per query or
+	// with each proxy pinned to one replica; and the skewed load with minttl
+	// raising.
+	{herdOnly: true, name: "kubeadm_even", corefile: "kubeadm.Corefile", zoneTTL: 30, deployed: true, vars: []string{"MODE", "observe_only"},
+		stagger: 40 * time.Second, clients: []int{600}, weights: []int{1, 1, 1, 1},
+		describe: "kubeadm's shape, minttl `observe_only`, proxies started over 40 s, replicas 1:1:1:1"},
+	{herdOnly: true, name: "kubeadm_even_skewed", corefile: "kubeadm.Corefile", zoneTTL: 30, deployed: true, vars: []string{"MODE", "observe_only"},
+		stagger: 40 * time.Second, clients: []int{600}, weights: []int{10, 1, 1, 1},
+		describe: "kubeadm's shape, minttl `observe_only`, proxies started over 40 s, replicas 10:1:1:1"},
+	{herdOnly: true, name: "kubeadm_even_sticky", corefile: "kubeadm.Corefile", zoneTTL: 30, deployed: true, vars: []string{"MODE", "observe_only"},
+		stagger: 40 * time.Second, clients: []int{600}, weights: []int{10, 1, 1, 1}, sticky: true,
+		describe: "kubeadm's shape, minttl `observe_only`, proxies started over 40 s, each proxy pinned to a replica, 10:1:1:1"},
+	{herdOnly: true, name: "kubeadm_minttl_skewed", corefile: "kubeadm.Corefile", zoneTTL: 30, deployed: true, vars: []string{"MODE", ""},
+		stagger: 40 * time.Second, clients: []int{600}, weights: []int{10, 1, 1, 1},
+		describe: "kubeadm's shape, minttl as deploy/kubeadm, proxies started over 40 s, replicas 10:1:1:1"},
+
+	// MinttlStaleAnswers's input (make storm-stale): serve_stale in front of
+	// a healthy zone (minttl_serve_stale, TTL 5), of one with TTL 30, of one
+	// that stops answering a third into the run, and a healthy one asked
+	// by a few proxies, where every expiry's first answer is most answers.
+	{herdOnly: true, name: "minttl_serve_stale_ttl30", corefile: "minttl_serve_stale.Corefile", zoneTTL: 30,
+		describe: "`minttl` + `cache 30 { serve_stale }`, zone TTL 30"},
+	{herdOnly: true, name: "minttl_serve_stale_failing", corefile: "minttl_serve_stale.Corefile", failsAt: 1.0 / 3,
+		describe: "`minttl` + `cache 30 { serve_stale }`, the zone silent from a third of the run on"},
+	{herdOnly: true, name: "minttl_serve_stale_few", corefile: "minttl_serve_stale.Corefile", clients: []int{2, 4, 7, 10, 15, 25, 40}, replicas: []int{1},
+		describe: "`minttl` + `cache 30 { serve_stale }`, a few proxies"},
 
 	// The seed's storm: kubeadm's TTL 30, serve_stale, and an upstream that
 	// takes a second, so every item's expiry opens a second of TTL-0 answers.
@@ -116,6 +153,11 @@ func findScenario(name string) (scenario, error) {
 	return scenario{}, fmt.Errorf("unknown scenario %q (have %s, minttl_jPCT)", name, strings.Join(allScenarios(), ", "))
 }
 
+// failure is when, into a run of duration, the zone stops answering.
+func (s scenario) failure(duration time.Duration) time.Duration {
+	return time.Duration(s.failsAt * float64(duration)).Round(time.Second)
+}
+
 func (s scenario) validity() time.Duration {
 	if s.zoneTTL == 0 {
 		return zoneTTL * time.Second
@@ -157,6 +199,7 @@ type unit struct {
 	scenario
 	replicas, clients int
 	index             int
+	label             string // the scenario's name, with the replica and proxy counts where a run has several
 }
 
 // startCluster starts a unit's processes and waits until they all answer. A
@@ -252,14 +295,23 @@ func nodeOf(index int, ip net.IP) int {
 	return int(v4[2])
 }
 
+// startingServer is held from picking a server's ports until it listens on
+// them (a CoreDNS, a Prometheus). CoreDNS binds with SO_REUSEPORT: two
+// servers given the same free port both start, and the kernel splits the
+// queries between them; a Prometheus whose port a CoreDNS took first fails.
+// So servers of units starting side by side never pick ports at once.
+var startingServer sync.Mutex
+
 // coreDNS starts binary with a Corefile from testdata/storm on a free port.
-// Servers starting side by side can take a port between its check and its
-// use, so a server that does not come up gets two more ports to try.
+// Another process can still take a port between its check and its use, so a
+// server that does not come up gets two more ports to try.
 func (c *cluster) coreDNS(ctx context.Context, binary, testdata, name, corefile string, pairs ...string) (string, *lab.Process, error) {
 	dir := filepath.Join(c.dir, name)
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return "", nil, err
 	}
+	startingServer.Lock()
+	defer startingServer.Unlock()
 	var err error
 	for range 3 {
 		var port, path string
@@ -279,7 +331,12 @@ func (c *cluster) coreDNS(ctx context.Context, binary, testdata, name, corefile 
 		}
 		addr := "127.0.0.1:" + port
 		var p *lab.Process
-		if p, err = c.run(ctx, dir, addr, binary, "-conf", path); err == nil || ctx.Err() != nil {
+		if p, err = c.run(ctx, dir, addr, binary, "-conf", path); err == nil && metrics != "" {
+			if err = waitListening(ctx, "127.0.0.1:"+metrics, p.Exited); err != nil {
+				p.Stop()
+			}
+		}
+		if err == nil || ctx.Err() != nil {
 			if err == nil && strings.HasPrefix(name, "kube-dns") {
 				c.written = append(c.written, w)
 				if metrics != "" {
@@ -290,6 +347,25 @@ func (c *cluster) coreDNS(ctx context.Context, binary, testdata, name, corefile 
 		}
 	}
 	return "", nil, err
+}
+
+// waitListening waits until addr accepts TCP connections (CoreDNS opens its
+// metrics listener just after its DNS servers).
+func waitListening(ctx context.Context, addr string, exited <-chan struct{}) error {
+	for range 100 {
+		if conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			conn.Close()
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("server for %s exited", addr)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("nothing listens on %s", addr)
 }
 
 func (c *cluster) startResolver(ctx context.Context, cfg config, resolver, upstream string) error {

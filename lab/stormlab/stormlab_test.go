@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -122,42 +125,110 @@ func TestShortCluster(t *testing.T) {
 	}
 }
 
-// TestShortPrometheus runs a herd and an even load side by side, each on its
-// own CoreDNS with minttl observing (kubeadm's shape, a TTL of 10 s), and a
-// real Prometheus scraping both every second with deploy/'s rules, their
-// windows scaled to 20 s: the herd factor must tell them apart, where the
-// request rate cannot, and the alert fire for the herd alone.
+// TestShortPrometheus runs a herd and an even load side by side, each on 3
+// CoreDNS replicas with minttl observing (kubeadm's shape, a TTL of 10 s),
+// each scraped every second by a real Prometheus of its own as a cluster's
+// Prometheus scrapes kube-dns (one server label, an instance and pod per
+// replica), with deploy/'s rules, their windows scaled to 20 s: the herd
+// factor must tell them apart, where the request rate cannot, and the alert
+// fire for the herd alone. It runs once per scrape mode, all three at once
+// (not as parallel subtests, which go test runs two at a time on 2 cores)
+// with their herds 3 s apart, and shows what a rule that reads only the
+// classic series gets in each.
 func TestShortPrometheus(t *testing.T) {
-	defer func(saved []scenario) { scenarios = saved }(scenarios)
-	scenarios = append(scenarios,
-		scenario{name: "short_herd", corefile: "kubeadm.Corefile", zoneTTL: 10, deployed: true, vars: []string{"MODE", "observe_only"}, describe: "a herd"},
-		scenario{name: "short_even", corefile: "kubeadm.Corefile", zoneTTL: 10, deployed: true, vars: []string{"MODE", "observe_only"}, stagger: 10 * time.Second, describe: "an even load"})
-	cfg := shortConfig(t)
-	cfg.clients, cfg.replicas, cfg.probe = []int{60}, []int{1}, 0
-	cfg.duration, cfg.prometheus, cfg.window = 90*time.Second, time.Second, 20*time.Second
-	cfg.rules = filepath.Join("..", "..", "deploy", "monitoring", "minttl-rules.yaml")
-	cfg.scenarios = []string{"short_herd", "short_even"}
-	results := runAll(t, cfg)
+	saved := scenarios
+	defer func() { scenarios = saved }()
+	scenarios = append(slices.Clone(scenarios),
+		// Proxies started over 500 ms: 600 queries in one instant would
+		// overflow the replicas' UDP receive buffers on loopback.
+		scenario{name: "short_herd", corefile: "kubeadm.Corefile", zoneTTL: 10, deployed: true, vars: []string{"MODE", "observe_only"},
+			stagger: 500 * time.Millisecond, describe: "a herd"},
+		scenario{name: "short_even", corefile: "kubeadm.Corefile", zoneTTL: 10, deployed: true, vars: []string{"MODE", "observe_only"},
+			stagger: 10 * time.Second, describe: "an even load"})
+	modes := []lab.Histograms{lab.Classic, lab.NativeAndClassic, lab.Native}
+	type outcome struct {
+		cfg     config
+		results []result
+		err     error
+		took    time.Duration
+	}
+	outcomes := make([]outcome, len(modes))
+	var wg sync.WaitGroup
+	for i, mode := range modes {
+		cfg := shortConfig(t)
+		cfg.clients, cfg.replicas, cfg.probe = []int{shortPrometheusProxies}, []int{3}, 0
+		cfg.duration, cfg.prometheus, cfg.window, cfg.histograms = 90*time.Second, time.Second, 20*time.Second, mode
+		cfg.rules = filepath.Join("..", "..", "deploy", "monitoring", "minttl-rules.yaml")
+		cfg.scenarios = []string{"short_herd", "short_even"}
+		outcomes[i].cfg = cfg
+		wg.Go(func() {
+			// The modes' herds 3 s apart, not on top of each other.
+			time.Sleep(time.Duration(i) * 3 * time.Second)
+			start := time.Now()
+			outcomes[i].results, outcomes[i].err = run(context.Background(), cfg)
+			outcomes[i].took = time.Since(start)
+		})
+	}
+	wg.Wait()
+	for i, mode := range modes {
+		t.Run(mode.String(), func(t *testing.T) {
+			o := outcomes[i]
+			t.Logf("scraped %s: the run took %s", mode, o.took.Round(time.Second))
+			if o.err != nil {
+				t.Fatal(o.err)
+			}
+			if len(o.results) != 2 {
+				t.Fatalf("got %d results, want 2", len(o.results))
+			}
+			checkShortPrometheus(t, o.cfg, o.results)
+		})
+	}
+}
+
+// shortPrometheusProxies per load: an even one sends 2 × 300 / 10 = 60
+// queries a second, 20 to each of 3 replicas, picked at random per query;
+// the busiest of the 20 seconds in the window then reads about 1.5 times the
+// mean, where 60 proxies (4 a replica) read about 2 by chance alone.
+const shortPrometheusProxies = 300
+
+func checkShortPrometheus(t *testing.T, cfg config, results []result) {
 	if results[0].Herd == nil || results[1].Herd == nil {
 		t.Fatalf("results %+v: want Prometheus readings", results)
 	}
 	herd, even := results[0].Herd, results[1].Herd
 	for _, r := range results {
 		h := r.Herd
-		t.Logf("%s: herd factor %.2f (lab p99/mean %.2f, peak/mean %.2f), mean second %.1f, %.1f requests/s, alert fired %v at %.0f s; %d queries, %d failed",
-			r.Scenario, h.HerdFactor, h.LabP99, h.LabPeak, h.MeanSecond, h.RequestRate, h.Fired, h.FiredAt, r.Queries, r.Failed)
+		var replicas []string
+		for _, rep := range h.Replicas {
+			replicas = append(replicas, fmt.Sprintf("%s %.2f (lab %.2f) at %.1f/s", rep.Pod, rep.HerdFactor, rep.Lab, rep.MeanSecond))
+		}
+		t.Logf("%s: server %q, herd factor %.2f (lab's fit %.2f; all replicas' seconds p99/mean %.2f, peak/mean %.2f), per replica %s; busiest seconds %.1f, zone %.1f/s, %.1f requests/s, alert fired %v at %.0f s; %d queries, %d failed; %d classic bucket series, %d native histograms, classic-only fit %.2f; pooled %.2f at a mean second of %.1f",
+			r.Scenario, h.Server, h.HerdFactor, h.LabFit, h.LabP99, h.LabPeak, strings.Join(replicas, ", "), h.Busiest, h.ZoneRate, h.RequestRate,
+			h.Fired.Fired, h.Fired.From, r.Queries, r.Failed, h.ClassicSeries, h.NativeSeries, h.ClassicOnlyFactor, h.PooledFactor, h.PooledMean)
 		if r.Failed > 0 {
 			t.Errorf("%s: %d queries failed", r.Scenario, r.Failed)
 		}
-		if ratio := float64(h.HerdFactor / h.LabP99); !(ratio > 0.5 && ratio < 2) {
-			t.Errorf("%s: herd factor %.2f from Prometheus, %.2f from the lab's own count of the same seconds", r.Scenario, h.HerdFactor, h.LabP99)
+		if h.Server != sharedServer {
+			t.Errorf("%s: the rules read server %q, want every replica under %q", r.Scenario, h.Server, sharedServer)
 		}
+		if len(h.Replicas) != 3 {
+			t.Fatalf("%s: %d replica readings, want 3", r.Scenario, len(h.Replicas))
+		}
+		for _, rep := range h.Replicas {
+			if math.IsNaN(float64(rep.HerdFactor)) || math.IsNaN(float64(rep.MeanSecond)) {
+				t.Errorf("%s: %s has no herd factor (%v) or mean second (%v) by the rules", r.Scenario, rep.Pod, rep.HerdFactor, rep.MeanSecond)
+			}
+		}
+		if ratio := float64(h.HerdFactor / h.LabFit); !(ratio > 0.5 && ratio < 2) {
+			t.Errorf("%s: herd factor %.2f from Prometheus, %.2f from the lab's own count of the same seconds", r.Scenario, h.HerdFactor, h.LabFit)
+		}
+		checkScrapeMode(t, cfg.histograms, r)
 	}
 	if !(herd.HerdFactor > herdThreshold && even.HerdFactor < 2) {
 		t.Errorf("herd factor: herd %.2f, even load %.2f; want above the alert's %d and below 2", herd.HerdFactor, even.HerdFactor, herdThreshold)
 	}
-	if !herd.Fired || even.Fired {
-		t.Errorf("MinttlDNSHerd fired for the herd: %v, for the even load: %v; want only the herd", herd.Fired, even.Fired)
+	if !herd.Fired.Fired || even.Fired.Fired {
+		t.Errorf("MinttlDNSHerd fired for the herd: %v, for the even load: %v; want only the herd", herd.Fired.Fired, even.Fired.Fired)
 	}
 	if r := float64(herd.RequestRate / even.RequestRate); !(r > 0.8 && r < 1.25) {
 		t.Errorf("request rates %.1f/s and %.1f/s: the herd and the even load send as many queries", herd.RequestRate, even.RequestRate)
@@ -172,15 +243,30 @@ func TestShortPrometheus(t *testing.T) {
 	}
 }
 
+// checkScrapeMode checks what Prometheus kept of the histogram in mode: the
+// classic series where it scrapes them, native histograms where it scrapes
+// those; a rule that reads only the classic series finds nothing where
+// Prometheus keeps only native histograms, while deploy/'s rules read either.
+func checkScrapeMode(t *testing.T, mode lab.Histograms, r result) {
+	h := r.Herd
+	classic, native := mode != lab.Native, mode != lab.Classic
+	if (h.ClassicSeries > 0) != classic || (h.NativeSeries > 0) != native {
+		t.Errorf("%s, scraped %s: %d classic bucket series, %d native histograms", r.Scenario, mode, h.ClassicSeries, h.NativeSeries)
+	}
+	if got := !math.IsNaN(float64(h.ClassicOnlyFactor)); got != classic {
+		t.Errorf("%s, scraped %s: a rule reading the classic series alone reads %.2f", r.Scenario, mode, h.ClassicOnlyFactor)
+	}
+}
+
 // TestHerdReadingJSON: a scenario without minttl has no herd factor (NaN),
 // which summary.json writes as null.
 func TestHerdReadingJSON(t *testing.T) {
-	r := result{Herd: &herdReading{HerdFactor: reading(math.NaN()), MeanSecond: reading(math.Inf(1)), LabP99: 2.5, Factor5m: factorSeries{Times: []float64{15, 30}, Values: []reading{reading(math.NaN()), 3}}}}
+	r := result{Herd: &herdReading{HerdFactor: reading(math.NaN()), Busiest: reading(math.Inf(1)), LabP99: 2.5, Factor5m: factorSeries{Times: []float64{15, 30}, Values: []reading{reading(math.NaN()), 3}}}}
 	js, err := json.Marshal(r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"herd_factor":null`, `"mean_second":null`, `"lab_p99_to_mean":2.5`, `"herd_factor_5m":{"times_s":[15,30],"values":[null,3]}`} {
+	for _, want := range []string{`"herd_factor":null`, `"busiest_second":null`, `"lab_all_replicas_p99_to_mean":2.5`, `"herd_factor_5m":{"times_s":[15,30],"values":[null,3]}`} {
 		if !strings.Contains(string(js), want) {
 			t.Errorf("%s lacks %s", js, want)
 		}
@@ -212,7 +298,8 @@ func TestCalmReadings(t *testing.T) {
 	}
 }
 
-// TestHerdThresholdIsDeploys: the lab's reading of MinttlDNSHerd is deploy/'s.
+// TestHerdThresholdIsDeploys: the lab's readings of MinttlDNSHerd and
+// MinttlStaleAnswers are deploy/'s.
 func TestHerdThresholdIsDeploys(t *testing.T) {
 	rules, err := os.ReadFile(filepath.Join("..", "..", "deploy", "monitoring", "minttl-rules.yaml"))
 	if err != nil {
@@ -221,5 +308,85 @@ func TestHerdThresholdIsDeploys(t *testing.T) {
 	m := regexp.MustCompile(`herd_factor5m > (\d+)`).FindSubmatch(rules)
 	if m == nil || string(m[1]) != fmt.Sprint(herdThreshold) {
 		t.Errorf("deploy/'s MinttlDNSHerd threshold %q, the lab's %d", m, herdThreshold)
+	}
+	m = regexp.MustCompile(`zero_ttl_responses:ratio_rate5m > ([0-9.]+)`).FindSubmatch(rules)
+	if m == nil || string(m[1]) != fmt.Sprint(staleThreshold) {
+		t.Errorf("deploy/'s MinttlStaleAnswers threshold %q, the lab's %v", m, staleThreshold)
+	}
+	for _, rule := range []string{herdRule, busiestRule, zoneRateRule, staleRule, replicaHerdRule, replicaMeanRule, replicaP99Rule} {
+		if !strings.Contains(string(rules), "record: "+rule+"\n") {
+			t.Errorf("deploy/'s rules record no %s, which the lab reads", rule)
+		}
+	}
+}
+
+// TestPicker: proxies pick replicas evenly, or as the weights skew them.
+func TestPicker(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, tc := range []struct {
+		weights []int
+		want    []float64 // shares
+	}{
+		{nil, []float64{0.25, 0.25, 0.25, 0.25}},
+		{[]int{10, 1, 1, 1}, []float64{10.0 / 13, 1.0 / 13, 1.0 / 13, 1.0 / 13}},
+		{[]int{0, 1, 0, 3}, []float64{0, 0.25, 0, 0.75}},
+	} {
+		pick := picker(4, tc.weights)
+		got := make([]int, 4)
+		const n = 100_000
+		for range n {
+			got[pick(rng)]++
+		}
+		for i, share := range tc.want {
+			if d := float64(got[i])/n - share; math.Abs(d) > 0.01 {
+				t.Errorf("weights %v: replica %d got %d of %d picks, want a share of %.3f", tc.weights, i, got[i], n, share)
+			}
+		}
+	}
+}
+
+// TestUnitsPerScenario: a scenario's own proxy and replica counts (and its
+// weights' replicas) replace the run's, and labels tell the units apart.
+func TestUnitsPerScenario(t *testing.T) {
+	cfg := config{clients: []int{200}, replicas: []int{2, 3}, scenarios: []string{"kubeadm_observe", "kubeadm_even_skewed", "minttl_serve_stale_few"}}
+	us, err := units(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, u := range us {
+		got = append(got, fmt.Sprintf("%s %d %d", u.label, u.replicas, u.clients))
+	}
+	want := []string{"kubeadm_observe×2/200 2 200", "kubeadm_observe×3/200 3 200", "kubeadm_even_skewed×4/600 4 600",
+		"minttl_serve_stale_few×1/2 1 2", "minttl_serve_stale_few×1/4 1 4", "minttl_serve_stale_few×1/7 1 7",
+		"minttl_serve_stale_few×1/10 1 10", "minttl_serve_stale_few×1/15 1 15", "minttl_serve_stale_few×1/25 1 25", "minttl_serve_stale_few×1/40 1 40"}
+	if !slices.Equal(got, want) {
+		t.Errorf("units:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestLabFit: the lab fits its replicas' seconds as the rules do, sum p99 ×
+// mean / sum mean², so a busy replica weighs most.
+func TestLabFit(t *testing.T) {
+	start := time.Unix(1000, 0)
+	seconds := func(counts ...int) []int { // 100 ms bins: each second's count in its first bin
+		bins := make([]int, len(counts)*perSecond)
+		for i, c := range counts {
+			bins[i*perSecond] = c
+		}
+		return bins
+	}
+	busy := seconds(10, 10, 10, 10, 10, 10, 10, 10, 10, 10) // p99 10, mean 10
+	light := seconds(0, 0, 0, 0, 0, 0, 0, 0, 0, 10)         // p99 10, mean 1
+	replicas := make([]replicaReading, 2)
+	fit := labFit([][]int{busy, light}, start, start, start.Add(10*time.Second), replicas)
+	if want := (10.0*10 + 10*1) / (10.0*10 + 1*1); math.Abs(fit-want) > 1e-9 {
+		t.Errorf("fit %v, want %v", fit, want)
+	}
+	if replicas[0].Lab != 1 || replicas[1].Lab != 10 {
+		t.Errorf("per replica %v and %v, want 1 and 10", replicas[0].Lab, replicas[1].Lab)
+	}
+	if s := share(seconds(1, 0, 2, 0, 0, 0, 0, 0, 0, 0), busy, start, start, start.Add(10*time.Second)); math.Abs(s-0.03) > 1e-9 {
+		t.Errorf("share %v, want 0.03", s)
 	}
 }

@@ -16,7 +16,13 @@ const bin = 100 * time.Millisecond
 type tally struct {
 	start time.Time
 	bins  []atomic.Int64 // queries per 100 ms since start
-	loops []loopTally    // per proxy and name (or per node)
+	// perReplica are the queries per 100 ms each kube-dns replica got, where
+	// the proxies ask the replicas themselves (nil otherwise).
+	perReplica [][]atomic.Int64
+	// expired counts per 100 ms the answers whose data was older than the
+	// zone's TTL when asked for: a cache answered from an expired item.
+	expired []atomic.Int64
+	loops   []loopTally // per proxy and name (or per node)
 	// late counts sends by how late they left against their schedule, in
 	// power-of-two buckets of microseconds; rtt counts answers the same way.
 	late, rtt [40]atomic.Int64
@@ -34,8 +40,26 @@ type loopTally struct {
 	stamped              int
 }
 
-func newTally(start time.Time, duration time.Duration, loops int) *tally {
-	return &tally{start: start, bins: make([]atomic.Int64, int(duration/bin)+1), loops: make([]loopTally, loops)}
+// newTally counts loops client loops over duration from start, and the
+// queries of each of replicas kube-dns replicas (0: the clients ask others).
+func newTally(start time.Time, duration time.Duration, loops, replicas int) *tally {
+	n := int(duration/bin) + 1
+	t := &tally{start: start, bins: make([]atomic.Int64, n), expired: make([]atomic.Int64, n), loops: make([]loopTally, loops)}
+	for range replicas {
+		t.perReplica = append(t.perReplica, make([]atomic.Int64, n))
+	}
+	return t
+}
+
+func (t *tally) binOf(at time.Time) int {
+	return min(max(int(at.Sub(t.start)/bin), 0), len(t.bins)-1)
+}
+
+// toReplica counts a query sent to replica r at the instant at.
+func (t *tally) toReplica(r int, at time.Time) {
+	if r < len(t.perReplica) {
+		t.perReplica[r][t.binOf(at)].Add(1)
+	}
 }
 
 // answer is what a client learned from one query.
@@ -51,7 +75,10 @@ type answer struct {
 // valid after it was made (the zone's TTL).
 func (t *tally) record(loop int, a answer, validity time.Duration) {
 	at := a.at.Sub(t.start)
-	t.bins[min(max(int(at/bin), 0), len(t.bins)-1)].Add(1)
+	t.bins[t.binOf(a.at)].Add(1)
+	if !a.failed && !a.stamp.IsZero() && a.at.Sub(a.stamp) >= validity {
+		t.expired[t.binOf(a.at)].Add(1)
+	}
 	l := &t.loops[loop]
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -106,10 +133,10 @@ func quantile(h *[40]atomic.Int64, q float64) time.Duration {
 	return 0
 }
 
-func (t *tally) counts() []int {
-	out := make([]int, len(t.bins))
-	for i := range t.bins {
-		out[i] = int(t.bins[i].Load())
+func binCounts(bins []atomic.Int64) []int {
+	out := make([]int, len(bins))
+	for i := range bins {
+		out[i] = int(bins[i].Load())
 	}
 	return out
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -26,6 +27,7 @@ type zone struct {
 	delay   time.Duration
 	records map[string][]dns.RR // owner name → its records
 	addr    string
+	silent  atomic.Bool // from now on, drop every query (a failing backend)
 	servers []*dns.Server
 	wg      sync.WaitGroup
 }
@@ -92,8 +94,11 @@ func (z *zone) stop() {
 
 // ServeDNS answers an SRV question with the SRV RRset, its targets' A records
 // and the stamp; the apex SOA (what lab.WaitForDNS asks) as it is; anything
-// else with NXDOMAIN.
+// else with NXDOMAIN. A silent zone answers nothing.
 func (z *zone) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	if z.silent.Load() {
+		return
+	}
 	if z.delay > 0 {
 		time.Sleep(z.delay)
 	}
