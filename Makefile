@@ -47,7 +47,7 @@ LAB := cd lab && CGO_ENABLED=0
 DOCS := $(LAB) $(GO) run ./docs -root ..
 
 .PHONY: docs run test compat storm storm-replicas storm-nodelocal storm-scale storm-jitter storm-rules bench fuzz soak mutation clean lab-tools image image-archive image-name deploy-test
-.PHONY: controlplane prometheus storm-kube storm-herd storm-stale herd-sim herd-rules
+.PHONY: controlplane prometheus storm-kube storm-herd storm-stale storm-long herd-sim herd-rules
 
 coredns: $(SOURCES)
 	@test -n "$(ABOVE)" || { echo "plugin.cfg.example has no line after minttl's"; exit 1; }
@@ -176,14 +176,26 @@ storm-herd: coredns lab-tools prometheus
 	$(DOCS) -embed
 
 # MinttlStaleAnswers's input (docs/monitoring.md): minttl in front of
-# cache 30 { serve_stale } and a healthy zone (TTL 5 and 30), one that stops
-# answering at 5 minutes, and a healthy one asked by 2 to 40 proxies; a
-# Prometheus per scenario as in storm-herd, classic histograms (Prometheus's
-# default); 15 minutes.
+# cache 30 { serve_stale } and a healthy zone (TTL 5 and 30, the latter also
+# with deploy/kubeadm's floor of 31 s), one that stops answering at 5
+# minutes, and a healthy one asked by 2 to 40 proxies; a Prometheus per
+# scenario as in storm-herd, classic histograms (Prometheus's default); 15
+# minutes.
 storm-stale: coredns lab-tools prometheus
 	$(PROMETHEUS_ENV) .bin/stormlab -prometheus 15s -histograms classic -probe 0 -duration 15m -replicas 1,3 \
-		-scenarios minttl_serve_stale,minttl_serve_stale_ttl30,minttl_serve_stale_failing,minttl_serve_stale_few \
+		-scenarios minttl_serve_stale,minttl_serve_stale_ttl30,minttl_serve_stale_ttl30_floor31,minttl_serve_stale_failing,minttl_serve_stale_few \
 		-out results/storm-stale $(STORM_FLAGS)
+	$(DOCS) -embed
+
+# A lockstep start run into its steady state (docs/storm-lab.md): 15 minutes,
+# the last 5 of them (600-900 s) as make herd-sim reads the steady state, 200
+# and 1,000 proxies as the pods of 30-pod nodes (the simulation's layout) on
+# 1 and 3 replicas, minttl at its defaults; a Prometheus per scenario as in
+# storm-herd (the herd factor after the calm at each rate per replica), the
+# replicas' agreement probed every 15 s.
+storm-long: coredns lab-tools prometheus
+	$(PROMETHEUS_ENV) .bin/stormlab -prometheus 15s -histograms native -probe 15s -duration 15m -clients 200,1000 -replicas 1,3 \
+		-pods-per-node 30 -scenarios minttl -out results/storm-long $(STORM_FLAGS)
 	$(DOCS) -embed
 
 # kube-dns as CoreDNS's kubernetes plugin fed by a real kube-apiserver, with
@@ -206,7 +218,7 @@ herd-rules: coredns prometheus
 # address layouts, replicas with skewed clocks, in simulated time (seconds).
 herd-sim:
 	mkdir -p results
-	$(GO) test -count=1 -run 'TestJitterSettings|TestJitterRules|TestPodLayoutsSpread|TestAddressLayouts|TestReplicaClockSkew' -v . | \
+	$(GO) test -count=1 -run 'TestJitterSettings|TestJitterRules|TestPodLayoutsSpread|TestAddressLayouts|TestReplicaClockSkew|TestStormLabAddresses' -v . | \
 		sed -e '/^=== RUN/d' -e 's/^ *[a-z_]*_test.go:[0-9]*: //' > results/herd-sim.txt
 	$(DOCS) -embed
 

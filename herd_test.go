@@ -805,6 +805,38 @@ func herdFactors(counts []int) (exact, bucketed float64) {
 	return exact, (start + (bounds[b]-start)*rank/count) / mean
 }
 
+// herdFactorReadings are the herd factors of every window a herd was read
+// in, each replica's, exactly and from the √2 buckets.
+type herdFactorReadings struct{ exact, bucketed []float64 }
+
+// herdFactorsAfterCalm reads the herd factor of h, for herdStarts starts, in
+// every 5-minute window that starts after the calm (every 15 s, a scrape
+// interval) on each replica's own seconds, and the mean second per replica.
+func herdFactorsAfterCalm(h herd) (r herdFactorReadings, meanSecond float64) {
+	for i := 0; i < herdStarts; i++ {
+		h.epoch = pinned.Add(time.Duration(i) * 7919 * time.Millisecond)
+		run := h.run()
+		for from := (run.calm() + 14) / 15 * 15; from+300 <= h.seconds; from += 15 {
+			for _, seconds := range run.perReplica {
+				window := seconds[from : from+300]
+				e, b := herdFactors(window)
+				r.exact, r.bucketed = append(r.exact, e), append(r.bucketed, b)
+				for _, n := range window {
+					meanSecond += float64(n)
+				}
+			}
+		}
+	}
+	return r, meanSecond / float64(len(r.exact)*300)
+}
+
+// medianRange is the median of x and its range.
+func medianRange(x []float64) string {
+	s := slices.Clone(x)
+	slices.Sort(s)
+	return fmt.Sprintf("%.2f (%.2f-%.2f)", s[len(s)/2], s[0], s[len(s)-1])
+}
+
 // TestJitterRulesHerdFactor: what the alert's herd factor (the 99th
 // percentile second over the mean second of each replica, over 5 minutes)
 // reads once a lockstep herd has calmed, jitterFor beside jitterFor34: every
@@ -816,41 +848,56 @@ func herdFactors(counts []int) (exact, bucketed float64) {
 // three, each replica's share of a second is a random draw, which sets the
 // 99th percentile more than the rule does, and the √2 buckets hide the rest.
 func TestJitterRulesHerdFactor(t *testing.T) {
-	type reading struct{ exact, bucketed []float64 }
-	read := func(h herd) (r reading, meanSecond float64) {
-		for i := 0; i < herdStarts; i++ {
-			h.epoch = pinned.Add(time.Duration(i) * 7919 * time.Millisecond)
-			run := h.run()
-			for from := (run.calm() + 14) / 15 * 15; from+300 <= h.seconds; from += 15 {
-				for _, seconds := range run.perReplica {
-					window := seconds[from : from+300]
-					e, b := herdFactors(window)
-					r.exact, r.bucketed = append(r.exact, e), append(r.bucketed, b)
-					for _, n := range window {
-						meanSecond += float64(n)
-					}
-				}
-			}
-		}
-		return r, meanSecond / float64(len(r.exact)*300)
-	}
-	span := func(x []float64) string {
-		s := slices.Clone(x)
-		slices.Sort(s)
-		return fmt.Sprintf("%.2f (%.2f-%.2f)", s[len(s)/2], s[0], s[len(s)-1])
-	}
 	for _, clients := range []int{200, 2000} {
 		for _, replicas := range []int{1, 3} {
 			h := defaultHerd(clients)
 			h.skew = make([]time.Duration, replicas)
-			mine, meanSecond := read(h)
+			mine, meanSecond := herdFactorsAfterCalm(h)
 			h.key, h.rule = clientKey34, jitterFor34
-			before, _ := read(h)
+			before, _ := herdFactorsAfterCalm(h)
 			t.Logf("%4d clients, %d replica(s), mean second %5.1f: exact p99/mean %s, from √2 buckets %s; jitterFor34: exact %s, from buckets %s",
-				clients, replicas, meanSecond, span(mine.exact), span(mine.bucketed), span(before.exact), span(before.bucketed))
+				clients, replicas, meanSecond, medianRange(mine.exact), medianRange(mine.bucketed), medianRange(before.exact), medianRange(before.bucketed))
 			if median(mine.exact) > median(before.exact) || median(mine.bucketed) > median(before.bucketed)+0.005 ||
 				replicas == 1 && median(mine.exact) >= median(before.exact) {
 				t.Errorf("%d clients, %d replica(s): jitterFor's herd factor after the calm reads higher than jitterFor34's", clients, replicas)
+			}
+		}
+	}
+}
+
+// The storm lab's proxy addresses (lab/stormlab, proxyAddr): 250 a /24 from
+// .1 as make storm gives them (its 200 proxies are one node's pods), and the
+// pods of 30-pod nodes from .2 (-pods-per-node 30, podLayouts[0]'s layout
+// under the lab's prefix).
+var stormLabLayouts = []podLayout{
+	{"storm lab, 250 a /24", 250, func(n, p int) net.IP { return net.IPv4(127, 14, byte(n), byte(p+1)) }},
+	{"storm lab, 30 a node", podsPerNode, func(n, p int) net.IP { return net.IPv4(127, 10, byte(n), byte(p+2)) }},
+}
+
+// TestStormLabAddresses replays the storm lab's shapes (make storm, make
+// storm-replicas, make storm-long): lockstep herds of 200 clients on one
+// replica and 1,000 over three, and the other two pairs, at the lab's
+// addresses, and reads what the lab's tables and Prometheus read: the calm,
+// the busiest second over the mean from 150 to 300 s and from 600 to 900 s,
+// and the herd factor of each replica in the 5-minute windows after the calm.
+// With 250 pods in a /24, 200 clients are one node's pods, whose Fibonacci
+// fractions spread the two names' slots to 13 in the busiest second (1.10×);
+// as 30-pod nodes they are the simulation's 14 (1.19×). The steady state must
+// be the slots' busiest second, whatever the replicas.
+func TestStormLabAddresses(t *testing.T) {
+	cycle := int64(defaultFloor + defaultFloor*defaultJitter/100/2)
+	for _, l := range stormLabLayouts {
+		for _, shape := range []struct{ clients, replicas int }{{200, 1}, {200, 3}, {1000, 1}, {1000, 3}} {
+			h := defaultHerd(shape.clients)
+			h.layout, h.skew = l.client, make([]time.Duration, shape.replicas)
+			s := summarizeHerds(h, herdStarts)
+			factors, meanSecond := herdFactorsAfterCalm(h)
+			peak, mean := slotsPeak(shape.clients, l.client, cycle)
+			t.Logf("%s, %4d clients, %d replica(s): %s", l.name, shape.clients, shape.replicas, s)
+			t.Logf("%s, %4d clients, %d replica(s): the slots' busiest second %d, %.2f× the mean %.2f; herd factor after the calm, mean second per replica %.1f: exact %s, from √2 buckets %s",
+				l.name, shape.clients, shape.replicas, peak, float64(peak)/mean, mean, meanSecond, medianRange(factors.exact), medianRange(factors.bucketed))
+			if s.calm > 95 || math.Abs(s.steady-float64(peak)/mean) > 0.01 {
+				t.Errorf("%s, %d clients, %d replica(s): %s; its slots' busiest second %.2f×", l.name, shape.clients, shape.replicas, s, float64(peak)/mean)
 			}
 		}
 	}

@@ -248,9 +248,9 @@ func readHerd(ctx context.Context, p *lab.Prometheus, cfg config, u unit, c *clu
 	}
 	h.CalmAt1m, h.CalmAt = h.Factor1m.firstBelow(), h.Factor5m.belowFrom()
 	from := h.end.Add(-cfg.window)
-	p99, peak := labSeconds(r.Bins, h.start, from, h.end)
+	p99, peak := labSeconds(r.Seconds, r.FirstSecond, from, h.end)
 	h.LabP99, h.LabPeak = reading(p99), reading(peak)
-	h.LabFit = reading(labFit(r.ReplicaBins, h.start, from, h.end, h.Replicas))
+	h.LabFit = reading(labFit(r.ReplicaSeconds, r.FirstSecond, from, h.end, h.Replicas))
 	h.LabStale = reading(share(r.ExpiredBins, r.Bins, h.start, from, h.end))
 	h.StaleAtFailure, h.LabStaleBefore = reading(math.NaN()), reading(math.NaN())
 	if u.failsAt > 0 {
@@ -411,19 +411,17 @@ func (f factorSeries) maxFrom(from float64) reading {
 	return reading(best)
 }
 
-// perSecondCounts are the wall-clock seconds from `from` to end, as CoreDNS
-// counts them, of 100 ms bins counted from start.
-func perSecondCounts(bins []int, start, from, end time.Time) []float64 {
-	perSecond := map[int64]int{}
-	for i, n := range bins {
-		at := start.Add(time.Duration(i) * bin)
-		if !at.Before(from) && at.Before(end) {
-			perSecond[at.Unix()] += n
-		}
-	}
+// perSecondCounts are the wall-clock seconds from the one `from` is in to
+// the one before end's, as CoreDNS counts them, of per-second counts whose
+// first is the second first (Unix time).
+func perSecondCounts(seconds []int, first int64, from, end time.Time) []float64 {
 	var counts []float64
 	for s := from.Unix(); s < end.Unix(); s++ {
-		counts = append(counts, float64(perSecond[s]))
+		n := 0
+		if i := s - first; i >= 0 && i < int64(len(seconds)) {
+			n = seconds[i]
+		}
+		counts = append(counts, float64(n))
 	}
 	return counts
 }
@@ -446,8 +444,8 @@ func secondsP99(counts []float64) (p99, peak, mean float64) {
 
 // labSeconds is the lab's own reading of the seconds from `from` to end, all
 // replicas' queries together: the 99th percentile and the peak over the mean.
-func labSeconds(bins []int, start, from, end time.Time) (p99, peak float64) {
-	p, k, mean := secondsP99(perSecondCounts(bins, start, from, end))
+func labSeconds(seconds []int, first int64, from, end time.Time) (p99, peak float64) {
+	p, k, mean := secondsP99(perSecondCounts(seconds, first, from, end))
 	return p / mean, k / mean
 }
 
@@ -455,10 +453,10 @@ func labSeconds(bins []int, start, from, end time.Time) (p99, peak float64) {
 // 99th percentile second and mean second of the queries the proxies sent it,
 // sum p99 × mean / sum mean² over the replicas. It fills in each replica's
 // p99 / mean into replicas.
-func labFit(perReplica [][]int, start, from, end time.Time, replicas []replicaReading) float64 {
+func labFit(perReplica [][]int, first int64, from, end time.Time, replicas []replicaReading) float64 {
 	var num, den float64
-	for i, bins := range perReplica {
-		p99, _, mean := secondsP99(perSecondCounts(bins, start, from, end))
+	for i, seconds := range perReplica {
+		p99, _, mean := secondsP99(perSecondCounts(seconds, first, from, end))
 		if i < len(replicas) {
 			replicas[i].Lab = reading(p99 / mean)
 		}

@@ -44,6 +44,8 @@ type config struct {
 	rules      string         // deploy/'s rule file
 	window     time.Duration  // the rules' windows: 5m as shipped, scaled down for short runs
 	kube       kubeLab        // the kube scenarios' control plane (kube.go)
+	answers    bool           // write every proxy's answers (answers.go)
+	perNode    int            // proxies as pods of nodes this many pods each (proxyAddr); 0: 250 a /24
 }
 
 func main() {
@@ -67,6 +69,8 @@ func main() {
 	histograms := flag.String("histograms", "classic", "what Prometheus scrapes of the histograms CoreDNS exposes both ways: classic, native_and_classic or native")
 	flag.StringVar(&cfg.rules, "rules", "deploy/monitoring/minttl-rules.yaml", "the Prometheus rules to load")
 	flag.DurationVar(&cfg.window, "rule-window", ruleWindow, "scale the rules' windows (5m herd factor, 10m alert) to this herd-factor window")
+	flag.BoolVar(&cfg.answers, "answers", false, "write every proxy's answers, one row per query, to answers-SCENARIO.csv in -out (a few thousand rows for a minttl scenario of 200 proxies, hundreds of thousands for a storm)")
+	flag.IntVar(&cfg.perNode, "pods-per-node", 0, "give the proxies the addresses of pods of nodes this many pods each, a /24 per node from .2 (the herd simulation's layout; 0: 250 a /24 from .1)")
 	kubeFlags(&cfg.kube)
 	flag.Parse()
 	var err error
@@ -149,8 +153,11 @@ func units(cfg config) ([]unit, error) {
 		if s.weights != nil {
 			replicas = []int{len(s.weights)}
 		}
+		if cfg.perNode != 0 && (cfg.nodes > 0 || cfg.perNode < 1 || cfg.perNode > 250) {
+			return nil, fmt.Errorf("-pods-per-node %d: want 1 to 250, and no -nodes (node caches have their own pods)", cfg.perNode)
+		}
 		for _, n := range clients {
-			if max(cfg.nodes, 1)*n > 250*250 || cfg.nodes > 250 || (cfg.nodes > 0 && n > 249) {
+			if max(cfg.nodes, 1)*n > 250*250 || cfg.nodes > 250 || (cfg.nodes > 0 && n > 249) || (cfg.perNode > 0 && n > 250*cfg.perNode) {
 				return nil, fmt.Errorf("%d nodes × %d clients do not fit the client addresses", cfg.nodes, n)
 			}
 			for _, r := range replicas {
@@ -282,7 +289,7 @@ func runUnit(ctx context.Context, cfg config, u unit) (result, error) {
 		}
 		prom = p
 	}
-	f := fleet{clients: pods, source: func(p int) net.IP { return proxyAddr(u.index, p) }, targets: func(int) []string { return c.replicas },
+	f := fleet{clients: pods, source: func(p int) net.IP { return proxyAddr(u.index, p, cfg.perNode) }, targets: func(int) []string { return c.replicas },
 		weights: u.weights, sticky: u.sticky, validity: u.validity()}
 	direct := true // the proxies ask the replicas themselves
 	switch {
@@ -298,6 +305,7 @@ func runUnit(ctx context.Context, cfg config, u unit) (result, error) {
 		replicas = len(c.replicas)
 	}
 	t1 := newTally(time.Now(), cfg.duration, pods*len(names), replicas)
+	t1.keep = cfg.answers
 	if c.churn != nil {
 		f.churn = c.churn.open(t1.start, cfg.duration, len(t1.loops))
 	}
@@ -327,6 +335,9 @@ func runUnit(ctx context.Context, cfg config, u unit) (result, error) {
 	}
 	res := summarize(u, t1, cfg.duration)
 	res.Scenario, res.Agreement = label, ag
+	if cfg.answers {
+		res.answers = t1
+	}
 	if prom != nil {
 		herd := &herdReading{start: t1.start, end: t1.start.Add(cfg.duration)}
 		// Prometheus scrapes the replicas until the run's end and a little

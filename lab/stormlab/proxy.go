@@ -57,8 +57,16 @@ type fleet struct {
 }
 
 // proxyAddr is proxy c of scenario index: 127.(10+index).(c/250).(c%250+1),
-// so scenarios running side by side never share a client.
-func proxyAddr(index, c int) net.IP {
+// so scenarios running side by side never share a client. With perNode > 0
+// the proxies are the pods of nodes of perNode pods each, numbered as a /24
+// per node hands them out (.0 the network, .1 the node's bridge):
+// 127.(10+index).(c/perNode).(c%perNode+2), the herd simulation's layout
+// (herd_test.go). minttl reads the node from the first three bytes and the pod
+// from the last, so the layout decides how evenly its slots can spread them.
+func proxyAddr(index, c, perNode int) net.IP {
+	if perNode > 0 {
+		return net.IPv4(127, byte(10+index), byte(c/perNode), byte(c%perNode+2))
+	}
 	return net.IPv4(127, byte(10+index), byte(c/250), byte(c%250+1))
 }
 
@@ -74,6 +82,7 @@ func simulate(ctx context.Context, cfg config, name string, f fleet, t *tally) {
 		}
 		for n, qname := range names {
 			p := proxy{cfg: cfg, loop: c*len(names) + n, src: f.source(c), targets: f.targets(c), qname: qname, validity: f.validity}
+			t.loops[p.loop].src, t.loops[p.loop].qname = p.src, qname
 			p.pick = picker(len(p.targets), f.weights)
 			if f.sticky {
 				pinned := p.pick(rand.New(rand.NewPCG(uint64(c), 0x571c)))
@@ -144,14 +153,14 @@ func (p proxy) run(ctx context.Context, t *tally, first, end time.Time, total *a
 		target := p.pick(rng)
 		t.toReplica(target, now)
 		resp, rtt, err := client.ExchangeContext(ctx, req, p.targets[target])
-		a := answer{at: now, failed: true}
+		a := answer{at: now, failed: true, replica: target, rtt: rtt}
 		wait := errorBackoff
 		if ttl, ok := answerTTL(resp); err == nil && ok {
 			wait = time.Duration(ttl) * time.Second
 			if p.cfg.fixed {
 				wait = max(wait, fixedProxyFloor)
 			}
-			a = answer{at: now, ttl: ttl, held: wait, stamp: stampOf(resp)}
+			a = answer{at: now, ttl: ttl, held: wait, stamp: stampOf(resp), replica: target, rtt: rtt}
 			if p.churn != nil {
 				p.churn.saw(p.loop, resp, now.Add(rtt))
 			}

@@ -28,6 +28,14 @@ type result struct {
 	Peak1s        int     `json:"peak_1s"`
 	PeakToMean    float64 `json:"peak_to_mean_1s"`
 	PeakToMean2nd float64 `json:"peak_to_mean_1s_second_half"`
+	// PeakToMean2ndSliding is what the tables read before they counted
+	// wall-clock seconds: the busiest window of 1 s sliding over the 100 ms
+	// bins, over the mean second, in the second half (report.go says why it
+	// misleads).
+	PeakToMean2ndSliding float64 `json:"peak_to_mean_1s_second_half_sliding"`
+	// PeakToMeanLast is the same over the run's last 5 minutes (steadyWindow),
+	// the steady state of a long run (0: a run too short to have one).
+	PeakToMeanLast float64 `json:"peak_to_mean_1s_last_5min,omitempty"`
 	// Calm is the first second after which no 1-second window holds more
 	// than twice the mean second of the run's second half; -1: not within
 	// the run's last 30 s.
@@ -49,20 +57,30 @@ type result struct {
 	LabCPU     float64   `json:"lab_cpu_seconds"` // with -sequential: the lab's own CPU for this scenario
 	Upstream   *result   `json:"node_caches_to_kube_dns,omitempty"`
 	Bins       []int     `json:"queries_per_100ms"`
-	// Per kube-dns replica, and the answers from expired cache items: for
-	// the Prometheus readings (herd.go), not kept.
-	ReplicaBins [][]int      `json:"-"`
+	// Seconds are the queries in each wall-clock second from FirstSecond
+	// (Unix time, the second Start is in) on: the seconds a server counts
+	// in, which the peaks, peak/mean and the calm are read from.
+	Seconds     []int     `json:"queries_per_second"`
+	FirstSecond int64     `json:"first_second_unix"`
+	Start       time.Time `json:"start"`
+	// Per kube-dns replica, its queries per wall-clock second, and the
+	// answers from expired cache items per 100 ms: for the Prometheus
+	// readings (herd.go), not kept.
+	ReplicaSeconds [][]int `json:"-"`
 	ExpiredBins []int        `json:"-"`
 	Herd        *herdReading `json:"prometheus,omitempty"`
+	// With -answers, the proxies' tally, every answer kept (answers.go).
+	answers *tally
 
 	// Churn is the kube scenarios' staleness after endpoint changes (churn.go).
 	Churn *churnResult `json:"endpoint_churn,omitempty"`
 }
 
 func summarize(u unit, t *tally, duration time.Duration) result {
-	r := result{describe: u.describe, Scenario: u.name, Replicas: u.replicas, Clients: u.clients, Bins: binCounts(t.bins), ExpiredBins: binCounts(t.expired)}
+	r := result{describe: u.describe, Scenario: u.name, Replicas: u.replicas, Clients: u.clients, Bins: binCounts(t.bins), ExpiredBins: binCounts(t.expired),
+		Seconds: binCounts(t.seconds), FirstSecond: t.start.Unix(), Start: t.start}
 	for i := range t.perReplica {
-		r.ReplicaBins = append(r.ReplicaBins, binCounts(t.perReplica[i]))
+		r.ReplicaSeconds = append(r.ReplicaSeconds, binCounts(t.perReplica[i]))
 	}
 	var ttlSum, staleSum float64
 	answered, stamped := 0, 0
@@ -90,10 +108,25 @@ func summarize(u unit, t *tally, duration time.Duration) result {
 	seconds := duration.Seconds()
 	r.Per5Min = float64(r.Queries) * 300 / seconds
 	r.MeanQPS = float64(r.Queries) / seconds
-	r.Peak1s = peak(r.Bins, perSecond)
-	r.PeakToMean = ratio(r.Bins, 0)
-	r.PeakToMean2nd = ratio(r.Bins, len(r.Bins)/2)
-	r.Calm = calm(r.Bins, duration)
+	r.Peak1s = slices.Max(r.Seconds)
+	if r.MeanQPS > 0 {
+		r.PeakToMean = float64(r.Peak1s) / r.MeanQPS
+	}
+	end := t.start.Add(duration)
+	r.PeakToMean2nd = r.peakToMean(t.start.Add(duration/2), end)
+	if hasSteadyState(duration) {
+		r.PeakToMeanLast = r.peakToMean(end.Add(-steadyWindow), end)
+	}
+	r.Calm = r.calm(duration)
+	if half := r.Bins[len(r.Bins)/2:]; r.MeanQPS > 0 {
+		total := 0
+		for _, n := range half {
+			total += n
+		}
+		if total > 0 {
+			r.PeakToMean2ndSliding = float64(peak(half, int(time.Second/bin))) * float64(len(half)) * bin.Seconds() / float64(total)
+		}
+	}
 	r.LateP99 = ms(quantile(&t.late, 0.99))
 	r.LateMax = ms(quantile(&t.late, 1))
 	r.RTTP99 = ms(quantile(&t.rtt, 0.99))
@@ -101,8 +134,6 @@ func summarize(u unit, t *tally, duration time.Duration) result {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-const perSecond = int(time.Second / bin)
 
 // peak is the most queries in any window of w consecutive bins.
 func peak(bins []int, w int) int {
@@ -117,44 +148,74 @@ func peak(bins []int, w int) int {
 	return best
 }
 
-// meanSecond is the mean number of queries per second from bin `from` on.
-func meanSecond(bins []int, from int) float64 {
-	total := 0
-	for _, n := range bins[from:] {
-		total += n
+// steadyWindow is the window of a long run's steady state: its last 5
+// minutes, 600-900 s of a 15-minute run as the herd simulation reads it
+// (herd_test.go). A run of at least twice as long has one.
+const steadyWindow = 5 * time.Minute
+
+func hasSteadyState(duration time.Duration) bool { return duration >= 2*steadyWindow }
+
+// The lab reads seconds as a server counts them, by the wall clock, not as
+// windows sliding over its 100 ms bins: minttl's jitter moves a client by
+// whole wall-clock seconds, and a herd that started in one instant arrives
+// in the same few milliseconds of each second, so a sliding window that
+// takes in the end of one second and the start of the next can hold the
+// clients of two seconds. Which it does depends on where a few milliseconds
+// of drift fall against the bins, not on the load.
+
+// wholeSeconds is the range [i, j) of r.Seconds that lies wholly within
+// [from, to).
+func (r result) wholeSeconds(from, to time.Time) (i, j int) {
+	i = int(from.Unix() - r.FirstSecond)
+	if from.Nanosecond() > 0 {
+		i++
 	}
-	return float64(total) / (float64(len(bins)-from) * bin.Seconds())
+	j = int(to.Unix() - r.FirstSecond)
+	return max(i, 0), min(max(j, i, 0), len(r.Seconds))
 }
 
-// ratio is the peak 1-second query count over the mean 1-second count, from bin `from` on.
-func ratio(bins []int, from int) float64 {
-	mean := meanSecond(bins, from)
-	if mean == 0 {
+// peakToMean is the busiest wall-clock second wholly within [from, to) over
+// their mean second (0: no queries).
+func (r result) peakToMean(from, to time.Time) float64 {
+	i, j := r.wholeSeconds(from, to)
+	peak, total := 0, 0
+	for _, n := range r.Seconds[i:j] {
+		peak, total = max(peak, n), total+n
+	}
+	if total == 0 {
 		return 0
 	}
-	return float64(peak(bins[from:], perSecond)) / mean
+	return float64(peak) * float64(j-i) / float64(total)
 }
 
-// calm is the end of the last 1-second window holding more than twice the
-// mean second of the second half: after it, no second does. A storm that
-// lasts into the run's last 30 s never calmed (-1).
-func calm(bins []int, duration time.Duration) float64 {
-	limit := 2 * meanSecond(bins, len(bins)/2)
-	last, sum := 0, 0
-	for i, n := range bins {
-		sum += n
-		if i >= perSecond {
-			sum -= bins[i-perSecond]
-		}
-		if float64(sum) > limit {
-			last = i + 1
-		}
+// calm is when, in seconds after the start, the last wall-clock second that
+// held more than twice the mean second of the run's second half ended:
+// after it, no second does (0: none ever did). A storm that lasts into the
+// run's last 30 s never calmed (-1).
+func (r result) calm(duration time.Duration) float64 {
+	i, j := r.wholeSeconds(r.Start.Add(duration/2), r.Start.Add(duration))
+	total := 0
+	for _, n := range r.Seconds[i:j] {
+		total += n
 	}
-	end := time.Duration(last) * bin
-	if end > duration-30*time.Second {
+	if j <= i {
 		return -1
 	}
-	return end.Seconds()
+	limit := 2 * float64(total) / float64(j-i)
+	last := -1
+	for k, n := range r.Seconds {
+		if float64(n) > limit {
+			last = k
+		}
+	}
+	if last < 0 {
+		return 0
+	}
+	at := time.Unix(r.FirstSecond+int64(last)+1, 0).Sub(r.Start)
+	if at > duration-30*time.Second {
+		return -1
+	}
+	return at.Seconds()
 }
 
 func table(cfg config, results []result) string {
@@ -163,11 +224,19 @@ func table(cfg config, results []result) string {
 	}
 	var b strings.Builder
 	b.WriteString(runLine(cfg))
-	b.WriteString("| scenario | proxies | kube-dns | queries | per 5 min | min. for TTLs given | peak q/s (1 s) | peak/mean (1 s) | peak/mean, 2nd half | calm after | TTL 0 | TTL ≤ 1 | mean TTL | use past zone TTL, max (mean) | CoreDNS CPU s | replicas differ |\n")
-	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	steady, steadyRule := "", ""
+	if hasSteadyState(cfg.duration) {
+		steady, steadyRule = " peak/mean, last 5 min |", "--:|"
+	}
+	b.WriteString("| scenario | proxies | kube-dns | queries | per 5 min | min. for TTLs given | peak q/s (1 s) | peak/mean (1 s) | peak/mean, 2nd half |" + steady + " calm after | TTL 0 | TTL ≤ 1 | mean TTL | use past zone TTL, max (mean) | CoreDNS CPU s | replicas differ |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|" + steadyRule + "--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, r := range results {
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %.0f | %d | %d | %.1f× | %.1f× | %s | %.1f %% | %.1f %% | %.1f s | %s | %s | %s |\n",
-			r.describe, r.Clients, r.Replicas, r.Queries, r.Per5Min, r.MinQueries, r.Peak1s, r.PeakToMean, r.PeakToMean2nd, calmText(r.Calm),
+		last := ""
+		if steady != "" {
+			last = fmt.Sprintf(" %.2f× |", r.PeakToMeanLast)
+		}
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %.0f | %d | %d | %.1f× | %.2f× |%s %s | %.1f %% | %.1f %% | %.1f s | %s | %s | %s |\n",
+			r.describe, r.Clients, r.Replicas, r.Queries, r.Per5Min, r.MinQueries, r.Peak1s, r.PeakToMean, r.PeakToMean2nd, last, calmText(r.Calm),
 			100*r.TTL0, 100*r.TTL1, r.MeanTTL, staleText(r), cpuText(r), agreementText(r.Agreement))
 	}
 	b.WriteString(churnTable(results))
@@ -312,6 +381,9 @@ func write(cfg config, results []result) error {
 	if err := os.WriteFile(filepath.Join(cfg.out, "storm.svg"), []byte(svg(cfg, results)), 0o644); err != nil {
 		return err
 	}
+	if err := writeAnswers(cfg.out, results); err != nil {
+		return err
+	}
 	if cfg.prometheus == 0 {
 		return nil
 	}
@@ -396,6 +468,9 @@ func population(cfg config) string {
 	}
 	if cfg.nodes > 0 {
 		return fmt.Sprintf("%d nodes × %s pods × 2 SRV names", cfg.nodes, strings.Join(counts, "/"))
+	}
+	if cfg.perNode > 0 {
+		return fmt.Sprintf("%s proxies (pods, %d a node) × 2 SRV names", strings.Join(counts, "/"), cfg.perNode)
 	}
 	return fmt.Sprintf("%s proxies × 2 SRV names", strings.Join(counts, "/"))
 }

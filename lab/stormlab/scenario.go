@@ -93,6 +93,10 @@ var scenarios = []scenario{
 	// by a few proxies, where every expiry's first answer is most answers.
 	{herdOnly: true, name: "minttl_serve_stale_ttl30", corefile: "minttl_serve_stale.Corefile", zoneTTL: 30,
 		describe: "`minttl` + `cache 30 { serve_stale }`, zone TTL 30"},
+	// The same with deploy/kubeadm's floor above the zone's TTL (31 s + 9
+	// s): the answers a refreshed item hands out at 30 are raised too.
+	{herdOnly: true, name: "minttl_serve_stale_ttl30_floor31", corefile: "minttl_serve_stale_tuned.Corefile", zoneTTL: 30, deployed: true,
+		describe: "`minttl` (floor 31 s, jitter 9 s, as deploy/kubeadm) + `cache 30 { serve_stale }`, zone TTL 30"},
 	{herdOnly: true, name: "minttl_serve_stale_failing", corefile: "minttl_serve_stale.Corefile", failsAt: 1.0 / 3,
 		describe: "`minttl` + `cache 30 { serve_stale }`, the zone silent from a third of the run on"},
 	{herdOnly: true, name: "minttl_serve_stale_few", corefile: "minttl_serve_stale.Corefile", clients: []int{2, 4, 7, 10, 15, 25, 40}, replicas: []int{1},

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -53,6 +54,7 @@ func TestShortLab(t *testing.T) {
 	cfg := shortConfig(t)
 	cfg.stagger = 5 * time.Second
 	cfg.scenarios = []string{"cache", "minttl"}
+	cfg.answers = true
 	results := runAll(t, cfg)
 	cache, minttl := results[0], results[1]
 	for _, r := range results {
@@ -83,6 +85,55 @@ func TestShortLab(t *testing.T) {
 		if st, err := os.Stat(filepath.Join(cfg.out, f)); err != nil || st.Size() == 0 {
 			t.Errorf("%s not written: %v", f, err)
 		}
+	}
+	checkAnswers(t, filepath.Join(cfg.out, answersFile(minttl.Scenario)), minttl, cfg)
+}
+
+// checkAnswers checks the -answers file of minttl's run r: a row per query,
+// every proxy's two names, each loop's queries in order and as far apart as
+// the TTL before said, TTLs of minttl's, and the zone's data younger than
+// the zone's TTL plus cache's 30 s.
+func checkAnswers(t *testing.T, path string, r result, cfg config) {
+	t.Helper()
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(text)), "\n")
+	if lines[0] != "proxy,name,sent_s,unix_s,replica,rtt_ms,ttl,age_s,failed" {
+		t.Fatalf("%s: header %q", path, lines[0])
+	}
+	if len(lines)-1 != r.Queries {
+		t.Errorf("%s: %d rows, %d queries", path, len(lines)-1, r.Queries)
+	}
+	type loop struct{ proxy, name string }
+	last := map[loop][2]float64{} // sent, TTL
+	for _, line := range lines[1:] {
+		f := strings.Split(line, ",")
+		if len(f) != 9 {
+			t.Fatalf("%s: row %q", path, line)
+		}
+		num := func(i int) float64 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				t.Fatalf("%s: row %q, column %d: %v", path, line, i+1, err)
+			}
+			return v
+		}
+		sent, replica, ttl := num(2), int(num(4)), num(6)
+		if f[8] == "0" {
+			if age := num(7); ttl < 30 || ttl > 39 || age < 0 || age > zoneTTL+30 || replica < 0 || replica >= cfg.replicas[0] {
+				t.Errorf("%s: row %q: want TTL 30-39, age 0-%d s, replica below %d", path, line, zoneTTL+30, cfg.replicas[0])
+			}
+		}
+		k := loop{f[0], f[1]}
+		if prev, ok := last[k]; ok && sent < prev[0]+prev[1] {
+			t.Errorf("%s: %v asked at %.3f s, before its TTL of %.0f s from %.3f s ran out", path, k, sent, prev[1], prev[0])
+		}
+		last[k] = [2]float64{sent, ttl}
+	}
+	if want := cfg.clients[0] * len(names); len(last) != want {
+		t.Errorf("%s: %d proxy names, want %d", path, len(last), want)
 	}
 }
 
@@ -369,24 +420,97 @@ func TestUnitsPerScenario(t *testing.T) {
 // mean / sum mean², so a busy replica weighs most.
 func TestLabFit(t *testing.T) {
 	start := time.Unix(1000, 0)
-	seconds := func(counts ...int) []int { // 100 ms bins: each second's count in its first bin
-		bins := make([]int, len(counts)*perSecond)
+	seconds := func(counts ...int) []int { return counts }
+	bins := func(counts ...int) []int { // 100 ms bins: each second's count in its first bin
+		bins := make([]int, len(counts)*10)
 		for i, c := range counts {
-			bins[i*perSecond] = c
+			bins[i*10] = c
 		}
 		return bins
 	}
 	busy := seconds(10, 10, 10, 10, 10, 10, 10, 10, 10, 10) // p99 10, mean 10
 	light := seconds(0, 0, 0, 0, 0, 0, 0, 0, 0, 10)         // p99 10, mean 1
 	replicas := make([]replicaReading, 2)
-	fit := labFit([][]int{busy, light}, start, start, start.Add(10*time.Second), replicas)
+	fit := labFit([][]int{busy, light}, start.Unix(), start, start.Add(10*time.Second), replicas)
 	if want := (10.0*10 + 10*1) / (10.0*10 + 1*1); math.Abs(fit-want) > 1e-9 {
 		t.Errorf("fit %v, want %v", fit, want)
 	}
 	if replicas[0].Lab != 1 || replicas[1].Lab != 10 {
 		t.Errorf("per replica %v and %v, want 1 and 10", replicas[0].Lab, replicas[1].Lab)
 	}
-	if s := share(seconds(1, 0, 2, 0, 0, 0, 0, 0, 0, 0), busy, start, start, start.Add(10*time.Second)); math.Abs(s-0.03) > 1e-9 {
+	if s := share(bins(1, 0, 2, 0, 0, 0, 0, 0, 0, 0), bins(busy...), start, start, start.Add(10*time.Second)); math.Abs(s-0.03) > 1e-9 {
 		t.Errorf("share %v, want 0.03", s)
+	}
+}
+
+// TestProxyAddr: the proxies' addresses, 250 a /24 from .1 as before, or as
+// the pods of nodes of -pods-per-node pods, a /24 per node from .2 (the herd
+// simulation's layout); units refuses layouts that do not fit.
+func TestProxyAddr(t *testing.T) {
+	for _, c := range []struct {
+		index, proxy, perNode int
+		want                  string
+	}{
+		{0, 0, 0, "127.10.0.1"}, {0, 249, 0, "127.10.0.250"}, {0, 250, 0, "127.10.1.1"}, {4, 1999, 0, "127.14.7.250"},
+		{0, 0, 30, "127.10.0.2"}, {0, 29, 30, "127.10.0.31"}, {0, 30, 30, "127.10.1.2"}, {4, 999, 30, "127.14.33.11"},
+	} {
+		if got := proxyAddr(c.index, c.proxy, c.perNode).String(); got != c.want {
+			t.Errorf("proxyAddr(%d, %d, %d) = %s, want %s", c.index, c.proxy, c.perNode, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		perNode, nodes, clients int
+		fits                    bool
+	}{{30, 0, 7500, true}, {30, 0, 7501, false}, {30, 2, 10, false}, {251, 0, 10, false}, {0, 0, 2000, true}} {
+		cfg := config{scenarios: []string{"minttl"}, clients: []int{c.clients}, replicas: []int{1}, perNode: c.perNode, nodes: c.nodes}
+		if c.nodes > 0 {
+			cfg.scenarios = []string{"nl_node"}
+		}
+		if _, err := units(cfg); (err == nil) != c.fits {
+			t.Errorf("-pods-per-node %d, -nodes %d, %d proxies: %v, want fits %v", c.perNode, c.nodes, c.clients, err, c.fits)
+		}
+	}
+}
+
+// TestWallClockSeconds: the tables read seconds as a server counts them. A
+// herd's second that ends 20 ms before the next one starts is two seconds of
+// 12 and 13 queries, not a second of 25 (what a window sliding over the 100
+// ms bins read); and the calm is the end of the last second above twice the
+// second half's mean second, here a burst 4 s after a start 900 ms into a
+// second.
+func TestWallClockSeconds(t *testing.T) {
+	start := time.Unix(1000, 900*int64(time.Millisecond))
+	duration := 60 * time.Second
+	tl := newTally(start, duration, 1, 0)
+	ask := func(at time.Time, n int) {
+		for range n {
+			tl.record(0, answer{at: at, ttl: 30, held: 30 * time.Second}, 5*time.Second)
+		}
+	}
+	for s := int64(1001); s < 1060; s++ {
+		n := 12
+		if s == 1041 {
+			n = 13
+		}
+		at := time.Unix(s, 980*int64(time.Millisecond)) // late in its second
+		if s == 1041 {
+			at = time.Unix(s, 0) // early in its second, 20 ms after 1040's
+		}
+		ask(at, n)
+	}
+	ask(time.Unix(1005, 500*int64(time.Millisecond)), 100)
+	r := summarize(unit{scenario: scenario{name: "wall"}, replicas: 1, clients: 1}, tl, duration)
+	if peak(r.Bins[400:], 10) < 25 {
+		t.Fatalf("a 1 s window over the bins holds %d of seconds 1040 and 1041, want 25: the test's seconds are not where it meant them", peak(r.Bins[400:], 10))
+	}
+	mean := (12.0*28 + 13) / 29 // the whole seconds 1031 to 1059
+	if want := 13 / mean; math.Abs(r.PeakToMean2nd-want) > 1e-9 {
+		t.Errorf("peak/mean, 2nd half %.3f, want %.3f", r.PeakToMean2nd, want)
+	}
+	if r.Peak1s != 112 || r.Seconds[5] != 112 || r.FirstSecond != 1000 {
+		t.Errorf("peak second %d, second 1005 %d (first %d), want 112 in 1005", r.Peak1s, r.Seconds[5], r.FirstSecond)
+	}
+	if want := 5.1; math.Abs(r.Calm-want) > 1e-9 {
+		t.Errorf("calm after %.3f s, want %.1f (second 1005 ends 5.1 s after the start)", r.Calm, want)
 	}
 }

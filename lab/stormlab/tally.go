@@ -3,6 +3,7 @@ package main
 import (
 	"math"
 	"math/bits"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,13 +17,19 @@ const bin = 100 * time.Millisecond
 type tally struct {
 	start time.Time
 	bins  []atomic.Int64 // queries per 100 ms since start
-	// perReplica are the queries per 100 ms each kube-dns replica got, where
-	// the proxies ask the replicas themselves (nil otherwise).
+	// seconds are the queries per wall-clock second, from the one start is
+	// in: the seconds the kube-dns replicas count in (and minttl's jitter
+	// reads), which a lockstep herd's queries fill a few milliseconds apart.
+	seconds []atomic.Int64
+	// perReplica are the queries per wall-clock second each kube-dns replica
+	// got, where the proxies ask the replicas themselves (nil otherwise).
 	perReplica [][]atomic.Int64
 	// expired counts per 100 ms the answers whose data was older than the
 	// zone's TTL when asked for: a cache answered from an expired item.
 	expired []atomic.Int64
 	loops   []loopTally // per proxy and name (or per node)
+	// keep keeps every answer of every loop (-answers), in loopTally.seq.
+	keep bool
 	// late counts sends by how late they left against their schedule, in
 	// power-of-two buckets of microseconds; rtt counts answers the same way.
 	late, rtt [40]atomic.Int64
@@ -38,15 +45,20 @@ type loopTally struct {
 	ttlSum, heldSum      float64
 	staleMax, staleSum   float64
 	stamped              int
+	// With tally.keep: the proxy's address, its name and every answer.
+	src   net.IP
+	qname string
+	seq   []answer
 }
 
 // newTally counts loops client loops over duration from start, and the
 // queries of each of replicas kube-dns replicas (0: the clients ask others).
 func newTally(start time.Time, duration time.Duration, loops, replicas int) *tally {
 	n := int(duration/bin) + 1
-	t := &tally{start: start, bins: make([]atomic.Int64, n), expired: make([]atomic.Int64, n), loops: make([]loopTally, loops)}
+	s := int(duration/time.Second) + 2
+	t := &tally{start: start, bins: make([]atomic.Int64, n), seconds: make([]atomic.Int64, s), expired: make([]atomic.Int64, n), loops: make([]loopTally, loops)}
 	for range replicas {
-		t.perReplica = append(t.perReplica, make([]atomic.Int64, n))
+		t.perReplica = append(t.perReplica, make([]atomic.Int64, s))
 	}
 	return t
 }
@@ -55,10 +67,15 @@ func (t *tally) binOf(at time.Time) int {
 	return min(max(int(at.Sub(t.start)/bin), 0), len(t.bins)-1)
 }
 
+// secondOf is the index in seconds of the wall-clock second at is in.
+func (t *tally) secondOf(at time.Time) int {
+	return min(max(int(at.Unix()-t.start.Unix()), 0), len(t.seconds)-1)
+}
+
 // toReplica counts a query sent to replica r at the instant at.
 func (t *tally) toReplica(r int, at time.Time) {
 	if r < len(t.perReplica) {
-		t.perReplica[r][t.binOf(at)].Add(1)
+		t.perReplica[r][t.secondOf(at)].Add(1)
 	}
 }
 
@@ -69,6 +86,9 @@ type answer struct {
 	held   time.Duration // how long the client uses it
 	stamp  time.Time     // when the zone made the data (zero: unknown)
 	failed bool
+	// Where the query went and how long its answer took (for -answers).
+	replica int
+	rtt     time.Duration
 }
 
 // record counts one query of loop; validity is how long the zone's data is
@@ -76,6 +96,7 @@ type answer struct {
 func (t *tally) record(loop int, a answer, validity time.Duration) {
 	at := a.at.Sub(t.start)
 	t.bins[t.binOf(a.at)].Add(1)
+	t.seconds[t.secondOf(a.at)].Add(1)
 	if !a.failed && !a.stamp.IsZero() && a.at.Sub(a.stamp) >= validity {
 		t.expired[t.binOf(a.at)].Add(1)
 	}
@@ -86,6 +107,9 @@ func (t *tally) record(loop int, a answer, validity time.Duration) {
 		l.first = at
 	}
 	l.queries++
+	if t.keep {
+		l.seq = append(l.seq, a)
+	}
 	if a.failed {
 		l.failed++
 		return
