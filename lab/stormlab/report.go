@@ -66,9 +66,9 @@ type result struct {
 	// Per kube-dns replica, its queries per wall-clock second, and the
 	// answers from expired cache items per 100 ms: for the Prometheus
 	// readings (herd.go), not kept.
-	ReplicaSeconds [][]int `json:"-"`
-	ExpiredBins []int        `json:"-"`
-	Herd        *herdReading `json:"prometheus,omitempty"`
+	ReplicaSeconds [][]int      `json:"-"`
+	ExpiredBins    []int        `json:"-"`
+	Herd           *herdReading `json:"prometheus,omitempty"`
 	// With -answers, the proxies' tally, every answer kept (answers.go).
 	answers *tally
 
