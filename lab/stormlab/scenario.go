@@ -336,7 +336,7 @@ func (c *cluster) coreDNS(ctx context.Context, binary, testdata, name, corefile 
 		addr := "127.0.0.1:" + port
 		var p *lab.Process
 		if p, err = c.run(ctx, dir, addr, binary, "-conf", path); err == nil && metrics != "" {
-			if err = waitListening(ctx, "127.0.0.1:"+metrics, p.Exited); err != nil {
+			if err = lab.WaitForTCP(ctx, "127.0.0.1:"+metrics, p.Exited); err != nil {
 				p.Stop()
 			}
 		}
@@ -351,25 +351,6 @@ func (c *cluster) coreDNS(ctx context.Context, binary, testdata, name, corefile 
 		}
 	}
 	return "", nil, err
-}
-
-// waitListening waits until addr accepts TCP connections (CoreDNS opens its
-// metrics listener just after its DNS servers).
-func waitListening(ctx context.Context, addr string, exited <-chan struct{}) error {
-	for range 100 {
-		if conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
-			conn.Close()
-			return nil
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("server for %s exited", addr)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("nothing listens on %s", addr)
 }
 
 func (c *cluster) startResolver(ctx context.Context, cfg config, resolver, upstream string) error {

@@ -39,19 +39,40 @@ func WaitForDNS(ctx context.Context, addr string, exited <-chan struct{}) error 
 	c := &dns.Client{Timeout: 200 * time.Millisecond}
 	q := new(dns.Msg)
 	q.SetQuestion("cluster.local.", dns.TypeSOA)
+	return poll(ctx, exited, 100*time.Millisecond, func() bool {
+		_, _, err := c.ExchangeContext(ctx, q, addr)
+		return err == nil
+	}, "no answer on "+addr)
+}
+
+// WaitForTCP waits until addr accepts TCP connections (CoreDNS opens its
+// metrics listener just after its DNS servers).
+func WaitForTCP(ctx context.Context, addr string, exited <-chan struct{}) error {
+	return poll(ctx, exited, 50*time.Millisecond, func() bool {
+		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			conn.Close()
+		}
+		return err == nil
+	}, "nothing listens on "+addr)
+}
+
+// poll tries ready up to 100 times, pause apart, until it holds, ctx ends or
+// exited reports that the server is gone.
+func poll(ctx context.Context, exited <-chan struct{}, pause time.Duration, ready func() bool, failure string) error {
 	for range 100 {
-		if _, _, err := c.ExchangeContext(ctx, q, addr); err == nil {
+		if ready() {
 			return nil
 		}
 		select {
 		case <-exited:
-			return fmt.Errorf("server for %s exited", addr)
+			return errors.New("server exited: " + failure)
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(pause):
 		}
 	}
-	return fmt.Errorf("no answer on %s", addr)
+	return errors.New(failure)
 }
 
 // CPUModel names the machine's processor, for result tables.
