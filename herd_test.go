@@ -643,10 +643,7 @@ func TestPodLayoutsSpread(t *testing.T) {
 	t.Logf("the Linkerd names' slots are %.2f s apart on the ring of %d s", min(apart, float64(cycle)-apart), cycle)
 	for _, l := range podLayouts {
 		for _, clients := range []int{200, 2000} {
-			keys := map[uint64]bool{}
-			for c := 0; c < clients; c++ {
-				keys[clientKey(&net.UDPAddr{IP: l.client(c)}, herdNames[0])] = true
-			}
+			keys := distinctKeys(clients, l.client)
 			h := defaultHerd(clients)
 			h.layout = l.client
 			s := summarizeHerds(h, herdStarts)
@@ -655,11 +652,11 @@ func TestPodLayoutsSpread(t *testing.T) {
 			peak, mean := slotsPeak(clients, l.client, cycle)
 			t.Logf("%-22s %4d clients: %s", l.name, clients, s)
 			t.Logf("%-22s %4d clients: the slots' busiest second %d, %.2f× the mean %.2f (the slots before: %d); %d distinct keys",
-				"", clients, peak, float64(peak)/mean, mean, slotsPeak34(clients, l.client, cycle), len(keys))
+				"", clients, peak, float64(peak)/mean, mean, slotsPeak34(clients, l.client, cycle), keys)
 			t.Logf("%-22s %4d clients: jitterFor34: %s", "", clients, before)
 			t.Logf("%-22s %4d clients: their slots' busiest second with 200 other pairs of names:%s", "", clients, otherNames(clients, l.client, cycle))
-			if len(keys) != clients {
-				t.Errorf("%s: %d pods share %d keys", l.name, clients, len(keys))
+			if keys != clients {
+				t.Errorf("%s: %d pods share %d keys", l.name, clients, keys)
 			}
 			if s.calm > 95 || s.settling > 1.25 || math.Abs(s.steady-float64(peak)/mean) > 0.01 || clients >= 2000 && s.steady > 1.05 {
 				t.Errorf("%s, %d clients: %s; its slots' busiest second %.2f×", l.name, clients, s, float64(peak)/mean)
@@ -954,10 +951,7 @@ func TestAddressLayouts(t *testing.T) {
 	cycle := int64(defaultFloor + defaultFloor*defaultJitter/100/2)
 	for _, l := range addressLayouts {
 		for _, clients := range []int{200, 2000} {
-			keys := map[uint64]bool{}
-			for c := 0; c < clients; c++ {
-				keys[clientKey(&net.UDPAddr{IP: l.client(c)}, herdNames[0])] = true
-			}
+			keys := distinctKeys(clients, l.client)
 			h := defaultHerd(clients)
 			h.layout = l.client
 			s := summarizeHerds(h, herdStarts)
@@ -967,7 +961,7 @@ func TestAddressLayouts(t *testing.T) {
 			before := summarizeHerds(h, herdStarts)
 			peak, mean := slotsPeak(clients, l.client, cycle)
 			t.Logf("%-26s %4d clients: %s", l.name, clients, s)
-			t.Logf("%-26s %4d clients: the slots' busiest second %d, %.2f× the mean %.2f; %d distinct keys", "", clients, peak, float64(peak)/mean, mean, len(keys))
+			t.Logf("%-26s %4d clients: the slots' busiest second %d, %.2f× the mean %.2f; %d distinct keys", "", clients, peak, float64(peak)/mean, mean, keys)
 			t.Logf("%-26s %4d clients: a plain hash: %s", "", clients, hashed)
 			t.Logf("%-26s %4d clients: jitterFor34: %s", "", clients, before)
 			if s.calm > max(95, hashed.latest) || s.steady > before.steady+0.005 || s.steady > hashed.steady+0.005 {
@@ -975,6 +969,16 @@ func TestAddressLayouts(t *testing.T) {
 			}
 		}
 	}
+}
+
+// distinctKeys is how many keys clientKey gives clients at layout's
+// addresses for one name.
+func distinctKeys(clients int, layout func(int) net.IP) int {
+	keys := map[uint64]bool{}
+	for c := 0; c < clients; c++ {
+		keys[clientKey(&net.UDPAddr{IP: layout(c)}, herdNames[0])] = true
+	}
+	return len(keys)
 }
 
 // interleavedKey makes the name part of the pods' low-discrepancy index: a
