@@ -551,6 +551,18 @@ func TestJitterSettings(t *testing.T) {
 		}
 		last = s
 	}
+	// deploy/kubeadm's floor is 31 s (kubeadm's ttl 30 must be raised too),
+	// its jitter 30 % of it, 9 s: a cycle of 35 s, which the same moves take
+	// about a cycle longer to spread (README: 2 minutes).
+	for _, clients := range []int{200, 2000} {
+		h := defaultHerd(clients)
+		h.floor, h.jitter = 31, 31*defaultJitter/100
+		s := summarizeHerds(h, herdStarts)
+		t.Logf("floor 31 s, jitter 9 s (deploy/kubeadm), %4d clients: %s", clients, s)
+		if s.calm > 125 || s.latest > 130 {
+			t.Errorf("deploy/kubeadm's 31 s + 9 s, %d clients: %s; README says 2 minutes", clients, s)
+		}
+	}
 }
 
 // TestReplicaClockSkew replays herds on three replicas that a query reaches
