@@ -153,9 +153,9 @@ storm-jitter: coredns lab-tools
 	.bin/stormlab -clients 1000 -replicas 3 -scenarios minttl_j0,minttl_j10,minttl_j20,minttl_j30,minttl_j50 -out results/storm-jitter $(STORM_FLAGS)
 	$(DOCS) -embed
 
-# minttl's jitter rule beside the one of BASELINE (a commit), 200 and 2,000
-# proxies (6 minutes).
-BASELINE ?= 4913010
+# minttl's jitter rule beside the one of BASELINE (a commit; cb306d4 has the
+# rule before issue 25), 200 and 2,000 proxies (6 minutes).
+BASELINE ?= cb306d4
 storm-rules: coredns lab-tools
 	rm -rf .bin/baseline && mkdir -p .bin/baseline
 	git archive $(BASELINE) | tar -x -C .bin/baseline
