@@ -187,6 +187,9 @@ type podLayout struct {
 	addr func(n, p int) net.IP
 }
 
+// defaultCycle is the ring at minttl's defaults: floor + jitter/2, 34 s.
+const defaultCycle = defaultFloor + defaultFloor*defaultJitter/100/2
+
 // podsPerNode is how many pods a node runs in the simulation.
 const podsPerNode = 30
 
@@ -492,7 +495,7 @@ func TestJitterRules(t *testing.T) {
 		if s.calm > 95 || s.settling > 1.25 || clients >= 2000 && s.steady > 1.05 {
 			t.Errorf("jitterFor, %d clients: %s", clients, s)
 		}
-		if peak, mean := slotsPeak(clients, podLayouts[0].client, defaultFloor+defaultFloor*defaultJitter/100/2); math.Abs(s.steady-float64(peak)/mean) > 0.01 {
+		if peak, mean := slotsPeak(clients, podLayouts[0].client, defaultCycle); math.Abs(s.steady-float64(peak)/mean) > 0.01 {
 			t.Errorf("jitterFor, %d clients: steady state %.2f×, its slots' busiest second %d of %.2f (%.2f×): not every client reaches its slot's second",
 				clients, s.steady, peak, mean, float64(peak)/mean)
 		}
@@ -650,7 +653,7 @@ func TestReplicaClockSkew(t *testing.T) {
 // holds 30 × 7/34 = 6.2 pods on average), and where the two names' busiest
 // seconds meet, 14: 1.19× the mean second.
 func TestPodLayoutsSpread(t *testing.T) {
-	cycle := int64(defaultFloor + defaultFloor*defaultJitter/100/2)
+	cycle := int64(defaultCycle)
 	apart := float64(uint32((nameKey(herdNames[0])-nameKey(herdNames[1]))*golden>>32)) / (1 << 32) * float64(cycle)
 	t.Logf("the Linkerd names' slots are %.2f s apart on the ring of %d s", min(apart, float64(cycle)-apart), cycle)
 	for _, l := range podLayouts {
@@ -894,7 +897,7 @@ var stormLabLayouts = []podLayout{
 // as 30-pod nodes they are the simulation's 14 (1.19×). The steady state must
 // be the slots' busiest second, whatever the replicas.
 func TestStormLabAddresses(t *testing.T) {
-	cycle := int64(defaultFloor + defaultFloor*defaultJitter/100/2)
+	cycle := int64(defaultCycle)
 	for _, l := range stormLabLayouts {
 		for _, shape := range []struct{ clients, replicas int }{{200, 1}, {200, 3}, {1000, 1}, {1000, 3}} {
 			h := defaultHerd(shape.clients)
@@ -960,7 +963,7 @@ func hashKey(addr net.Addr, qname string) uint64 {
 // latest (random addresses put 20 of 200 clients' slots in one second, 1.70×
 // the mean, whatever the key: such a herd calms later).
 func TestAddressLayouts(t *testing.T) {
-	cycle := int64(defaultFloor + defaultFloor*defaultJitter/100/2)
+	cycle := int64(defaultCycle)
 	for _, l := range addressLayouts {
 		for _, clients := range []int{200, 2000} {
 			keys := distinctKeys(clients, l.client)
@@ -1015,7 +1018,7 @@ func interleavedKey(addr net.Addr, qname string) uint64 {
 // fails when that cost goes away (interleavedKey should then ship) or the
 // gain does.
 func TestJitterRulesNames(t *testing.T) {
-	cycle := int64(defaultFloor + defaultFloor*defaultJitter/100/2)
+	cycle := int64(defaultCycle)
 	for _, clients := range []int{200, 2000} {
 		h := defaultHerd(clients)
 		s := summarizeHerds(h, herdStarts)

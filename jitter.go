@@ -126,11 +126,7 @@ func nodeAndPod(ip net.IP) (node, pod uint64) {
 func nameKey(name string) uint64 {
 	h := uint64(14695981039346656037)
 	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		h ^= uint64(c)
+		h ^= uint64(lowerByte(name[i]))
 		h *= 1099511628211
 	}
 	return h
